@@ -1,0 +1,57 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Each does all of the set-up itself; stamps under .venv/ make a second run
+# skip whatever has not changed.
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+RASTERIZER := submodules/rasterizer
+RASTERIZER_SOURCES := $(shell find $(RASTERIZER)/csrc $(RASTERIZER)/gaussian_rasterizer -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.py' \)) $(RASTERIZER)/setup.py
+NATIVE_BUILD := build/native
+# The real toolkit root: a wrapper script named nvcc elsewhere on PATH must not decide it.
+CUDA_HOME ?= /usr/local/cuda
+NVCC := $(CUDA_HOME)/bin/nvcc
+export CUDA_HOME
+
+.PHONY: demo test setup native-test python-test bench bench-data clean
+
+demo: setup
+	$(PY) $(RASTERIZER)/examples/render_procedural_scene.py --out output/demo
+
+test: setup native-test python-test
+
+setup: $(VENV)/.rasterizer-stamp
+
+$(PY):
+	$(PYTHON_BOOTSTRAP) -m venv --system-site-packages $(VENV)
+
+# torch only where none is importable: a GPU machine brings its own CUDA build.
+$(VENV)/.torch-stamp: | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
+	touch $@
+
+$(VENV)/.deps-stamp: requirements.txt $(VENV)/.torch-stamp
+	$(PIP) install -r requirements.txt
+	touch $@
+
+$(VENV)/.rasterizer-stamp: $(RASTERIZER_SOURCES) $(VENV)/.deps-stamp
+	$(PIP) install --no-build-isolation $(RASTERIZER)
+	touch $@
+
+# Compiles every CUDA source with nvcc (sm_80, sm_90) and runs the C++ tests
+# of the shared math header. Without a CUDA toolkit only the C++ tests run.
+native-test:
+	@if [ -x "$(NVCC)" ]; then cuda=ON; else cuda=OFF; echo "no CUDA toolkit at $(CUDA_HOME): CUDA sources not compiled"; fi; \
+	cmake -S . -B $(NATIVE_BUILD) -DSPLAT_BUILD_CUDA=$$cuda -DCMAKE_CUDA_COMPILER=$(NVCC) -DCMAKE_BUILD_TYPE=Release >/dev/null && \
+	cmake --build $(NATIVE_BUILD) -j2 && \
+	ctest --test-dir $(NATIVE_BUILD) --output-on-failure
+
+python-test: setup
+	$(PY) -m pytest -q $(RASTERIZER)/tests tests
+
+bench: setup
+	$(PY) bench/rasterizer.py --json output/bench/rasterizer.json
+
+clean:
+	rm -rf $(NATIVE_BUILD) output

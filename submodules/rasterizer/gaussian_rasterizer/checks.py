@@ -1,0 +1,86 @@
+"""Argument checks with messages that name the offending argument.
+
+The native kernels trust their inputs; everything a user can get wrong is
+caught here first, before any memory is touched.
+"""
+import math
+import numbers
+
+import torch
+
+from .camera import Camera
+
+MAX_SH_DEGREE = 3
+
+
+def _tensor(value, name, shape, device=None):
+    """Checks type, dtype, shape (None = any size), device and finiteness."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype != torch.float32:
+        raise ValueError(f"{name} must be float32, got {value.dtype}")
+    if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+        expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(value.shape)}")
+    if device is not None and value.device != device:
+        raise ValueError(f"{name} is on {value.device} but means are on {device}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def _positive_number(value, name, integer=False):
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value <= 0:
+        what = "a positive integer" if integer else "a positive finite number"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def check_camera(camera, device):
+    if not isinstance(camera, Camera):
+        raise ValueError(f"camera must be a gaussian_rasterizer.Camera, got {type(camera).__name__}")
+    _tensor(camera.world_to_camera, "camera.world_to_camera", (4, 4), device)
+    for name in ("fx", "fy"):
+        _positive_number(getattr(camera, name), f"camera.{name}")
+    for name in ("cx", "cy"):
+        value = getattr(camera, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"camera.{name} must be a finite number, got {value!r}")
+    for name in ("width", "height"):
+        _positive_number(getattr(camera, name), f"camera.{name}", integer=True)
+    _positive_number(camera.near, "camera.near")
+    if not isinstance(camera.far, numbers.Real) or not camera.far > camera.near:
+        raise ValueError(f"camera.far must be greater than camera.near, got near={camera.near}, far={camera.far}")
+
+
+def check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degree, features, background):
+    """Validates every input; returns the number of colour channels."""
+    _tensor(means, "means", (None, 3))
+    n, device = means.shape[0], means.device
+    _tensor(scales, "scales", (n, 3), device)
+    _tensor(rotations, "rotations", (n, 4), device)
+    _tensor(opacities, "opacities", (n, 1), device)
+    check_camera(camera, device)
+
+    if (sh_coeffs is None) == (features is None):
+        raise ValueError("pass exactly one of sh_coeffs (N, K, 3) and features (N, C)")
+    if sh_coeffs is not None:
+        _tensor(sh_coeffs, "sh_coeffs", (n, None, 3), device)
+        if isinstance(sh_degree, bool) or not isinstance(sh_degree, numbers.Integral):
+            raise ValueError(f"sh_degree must be an integer, got {sh_degree!r}")
+        if not 0 <= sh_degree <= MAX_SH_DEGREE:
+            raise ValueError(f"sh_degree must be between 0 and {MAX_SH_DEGREE}, got {sh_degree}")
+        if sh_coeffs.shape[1] < (sh_degree + 1) ** 2:
+            raise ValueError(
+                f"sh_coeffs has {sh_coeffs.shape[1]} coefficients per channel; "
+                f"degree {sh_degree} needs {(sh_degree + 1) ** 2}"
+            )
+        channels = 3
+    else:
+        _tensor(features, "features", (n, None), device)
+        channels = features.shape[1]
+        if channels < 1:
+            raise ValueError("features must have at least one channel")
+
+    if background is not None:
+        _tensor(background, "background", (channels,), device)
+    return channels

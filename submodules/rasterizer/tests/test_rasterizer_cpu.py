@@ -1,0 +1,239 @@
+"""The CPU backend against the pure-torch reference, edge cases and errors."""
+import math
+
+import pytest
+import torch
+from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_grads
+
+from gaussian_rasterizer import Camera, TilePairOverflowError, rasterize_gaussians
+from gaussian_rasterizer.reference import blend_tile
+
+# float32 sums of a few dozen terms of order 1: a few ulp at most.
+FORWARD_ATOL = 1e-5
+# Relative to the largest gradient entry of each tensor.
+GRADIENT_RTOL = 1e-3
+
+
+def assert_gradients_close(actual, expected, rtol=GRADIENT_RTOL):
+    for name, ref in expected.items():
+        got = actual[name]
+        assert got is not None and ref is not None, name
+        assert got.shape == ref.shape, name
+        if ref.numel() == 0:
+            continue
+        scale = ref.abs().max().item()
+        err = (got - ref).abs().max().item()
+        assert err <= rtol * max(scale, 1e-8), f"{name}: max error {err:.3e} vs max gradient {scale:.3e}"
+
+
+def assert_forward_close(out, ref):
+    assert torch.equal(out.radii, ref.radii)
+    assert (out.image - ref.image).abs().max() <= FORWARD_ATOL
+    assert (out.alpha - ref.alpha).abs().max() <= FORWARD_ATOL
+    # Depth is of order 5 here, so its float32 rounding is larger.
+    depth_scale = max(1.0, ref.depth.abs().max().item())
+    assert (out.depth - ref.depth).abs().max() <= FORWARD_ATOL * depth_scale
+
+
+CASES = [
+    dict(sh_degree=0), dict(sh_degree=1), dict(sh_degree=2), dict(sh_degree=3),
+    dict(channels=1), dict(channels=5), dict(sh_degree=3, width=16, height=16), dict(sh_degree=1, width=33, height=70),
+]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_cpu_matches_reference(seed, case):
+    scene = random_scene(seed, **case)
+    ref, ref_grads = render_with_grads(rasterize_gaussians, scene, "reference")
+    out, grads = render_with_grads(rasterize_gaussians, scene, "cpu")
+    assert (ref.radii > 0).sum() > 10, "the scene should be mostly visible"
+    assert_forward_close(out, ref)
+    assert_gradients_close(grads, ref_grads)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_cpu_matches_reference_with_unnormalised_quaternions(normalize):
+    scene = random_scene(7)
+    scene["rotations"] = scene["rotations"] * (0.5 + torch.rand(scene["rotations"].shape[0], 1))
+    ref, ref_grads = render_with_grads(rasterize_gaussians, scene, "reference", normalize_rotations=normalize)
+    out, grads = render_with_grads(rasterize_gaussians, scene, "cpu", normalize_rotations=normalize)
+    assert_forward_close(out, ref)
+    assert_gradients_close(grads, ref_grads)
+
+
+def test_quaternions_are_used_as_given_unless_normalised():
+    scene = random_scene(3)
+    unit = scene["rotations"] / scene["rotations"].norm(dim=1, keepdim=True)
+    args = {k: scene[k] for k in ("means", "scales", "opacities", "sh_coeffs", "sh_degree", "camera")}
+    sharp = rasterize_gaussians(rotations=unit, **args).image
+    grown = rasterize_gaussians(rotations=unit * 1.05, **args).image
+    normalised = rasterize_gaussians(rotations=unit * 1.05, normalize_rotations=True, **args).image
+    assert (grown - sharp).abs().max() > 1e-3
+    assert (normalised - sharp).abs().max() < 1e-5
+
+
+def test_dense_scene_reaches_the_transmittance_floor():
+    # Many opaque Gaussians stacked in depth: pixels must stop early, identically in both.
+    scene = random_scene(11, n=150)
+    scene["opacities"] = torch.full_like(scene["opacities"], 0.95)
+    scene["scales"] = scene["scales"] + 0.4
+    ref, ref_grads = render_with_grads(rasterize_gaussians, scene, "reference")
+    out, grads = render_with_grads(rasterize_gaussians, scene, "cpu")
+    assert out.alpha.max() > 1 - 2e-4
+    assert_forward_close(out, ref)
+    assert_gradients_close(grads, ref_grads)
+
+
+def test_absolute_mean2d_gradient_sums_per_pixel_magnitudes():
+    scene = random_scene(5, n=6, width=12, height=10)
+    out, grads = render_with_grads(rasterize_gaussians, scene, "cpu")
+    absgrad = out.means2d_absgrad.grad
+    assert (absgrad >= grads["means2d"].abs() - 1e-6).all()
+
+    # Per-pixel gradients from the reference, one pixel at a time.
+    g = torch.Generator().manual_seed(1)
+    upstream = [torch.randn(t.shape, generator=g) for t in (out.image, out.depth, out.alpha)]
+    expected = torch.zeros_like(absgrad)
+    for y in range(10):
+        for x in range(12):
+            ref = rasterize_gaussians(backend="reference", **dict(scene, means=scene["means"].requires_grad_()))
+            pixel_loss = ((ref.image[:, y, x] * upstream[0][:, y, x]).sum() + ref.depth[y, x] * upstream[1][y, x]
+                          + ref.alpha[y, x] * upstream[2][y, x])
+            pixel_loss.backward()
+            expected += ref.means2d.grad.abs()
+    assert torch.allclose(absgrad, expected, rtol=1e-3, atol=1e-6)
+
+
+def test_cpu_gradients_are_reproducible():
+    scene = random_scene(2, n=200, width=70, height=50)
+    _, first = render_with_grads(rasterize_gaussians, scene, "cpu")
+    _, second = render_with_grads(rasterize_gaussians, scene, "cpu")
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+# ---------------------------------------------------------------------------
+# Edge cases: each must render finite outputs with finite gradients.
+
+def edge_scenes():
+    empty = random_scene(0, n=0)
+    behind = random_scene(1)
+    behind["means"] = behind["means"] * torch.tensor([1.0, 1.0, -1.0])
+    covering = random_scene(2, n=1, width=40, height=30)
+    covering["means"] = torch.tensor([[0.0, 0.0, 4.0]])
+    covering["scales"] = torch.full((1, 3), 50.0)
+    covering["opacities"] = torch.full((1, 1), 0.7)
+    one_pixel = random_scene(3, width=1, height=1)
+    odd = random_scene(4, width=17, height=33)
+    return {"no Gaussians": empty, "all behind": behind, "covers image": covering, "1x1 image": one_pixel,
+            "17x33 image": odd}
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("name", list(edge_scenes()))
+def test_edge_cases(name, backend):
+    scene = edge_scenes()[name]
+    out, grads = render_with_grads(rasterize_gaussians, scene, backend)
+    cam = scene["camera"]
+    assert out.image.shape == (3, cam.height, cam.width)
+    for t in (out.image, out.depth, out.alpha, *grads.values()):
+        assert torch.isfinite(t).all()
+    if name in ("no Gaussians", "all behind"):
+        assert torch.allclose(out.image, scene["background"][:, None, None].expand_as(out.image))
+        assert (out.alpha == 0).all() and (out.radii == 0).all()
+    if name == "covers image":
+        assert torch.allclose(out.alpha, torch.full_like(out.alpha, 0.7), atol=1e-3)
+
+
+def test_edge_cases_agree_between_backends():
+    for name, scene in edge_scenes().items():
+        ref, ref_grads = render_with_grads(rasterize_gaussians, scene, "reference")
+        out, grads = render_with_grads(rasterize_gaussians, scene, "cpu")
+        assert_forward_close(out, ref)
+        assert_gradients_close(grads, ref_grads)
+
+
+def test_too_many_tile_pairs_is_a_clear_error():
+    n = 10_000
+    camera = look_at_camera(8192, 8192)
+    with pytest.raises(TilePairOverflowError, match="pairs"):
+        rasterize_gaussians(torch.zeros(n, 3) + torch.tensor([0, 0, 4.0]), torch.full((n, 3), 20.0),
+                            torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 1), 0.5), camera,
+                            features=torch.ones(n, 1))
+
+
+# ---------------------------------------------------------------------------
+# Bad input: a ValueError that names the argument.
+
+def good_args():
+    scene = random_scene(0, n=5, width=8, height=8)
+    return {k: scene[k] for k in ("means", "scales", "rotations", "opacities", "sh_coeffs", "sh_degree", "camera")}
+
+
+def with_camera(**changes):
+    cam = good_args()["camera"]
+    fields = dict(world_to_camera=cam.world_to_camera, fx=cam.fx, fy=cam.fy, cx=cam.cx, cy=cam.cy, width=cam.width,
+                  height=cam.height, near=cam.near, far=cam.far)
+    fields.update(changes)
+    return Camera(**fields)
+
+
+BAD_INPUTS = {
+    "means": ("means", torch.zeros(5, 2)),
+    "scales": ("scales", torch.zeros(4, 3)),
+    "rotations": ("rotations", torch.zeros(5, 4, dtype=torch.float64)),
+    "opacities": ("opacities", torch.zeros(5)),
+    "sh_coeffs": ("sh_coeffs", torch.zeros(5, 4, 3)),
+    "nan": ("means", torch.full((5, 3), math.nan)),
+    "inf": ("scales", torch.full((5, 3), math.inf)),
+    "device": ("scales", torch.zeros(5, 3, device="meta")),
+    "list": ("means", [[0.0, 0.0, 1.0]] * 5),
+    "sh_degree": ("sh_degree", 4),
+    "camera.width": ("camera", with_camera(width=0)),
+    "camera.height": ("camera", with_camera(height=-3)),
+    "camera.fx": ("camera", with_camera(fx=0.0)),
+    "camera.near": ("camera", with_camera(near=-1.0)),
+    "camera.far": ("camera", with_camera(far=0.001)),
+    "camera.world_to_camera": ("camera", with_camera(world_to_camera=torch.eye(3))),
+    "camera.cx": ("camera", with_camera(cx=math.nan)),
+}
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_names_the_argument(case, backend):
+    key, value = BAD_INPUTS[case]
+    args = good_args()
+    args[key] = value
+    expected = case.split(".")[0] if case in ("nan", "inf", "device", "list") else case
+    expected = {"nan": "means", "inf": "scales", "device": "scales", "list": "means"}.get(case, expected)
+    with pytest.raises(ValueError, match=expected.replace(".", r"\.")):
+        rasterize_gaussians(backend=backend, **args)
+
+
+def test_colour_source_must_be_exactly_one():
+    args = good_args()
+    with pytest.raises(ValueError, match="exactly one"):
+        rasterize_gaussians(features=torch.ones(5, 2), **args)
+    args.pop("sh_coeffs")
+    with pytest.raises(ValueError, match="exactly one"):
+        rasterize_gaussians(**args)
+    with pytest.raises(ValueError, match="background"):
+        rasterize_gaussians(features=torch.ones(5, 2), background=torch.zeros(3), **args)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend"):
+        rasterize_gaussians(backend="vulkan", **good_args())
+
+
+def test_blend_of_nothing_is_background():
+    color, depth, final_t = blend_tile(torch.zeros(4, 2), torch.zeros(0, 2), torch.zeros(0, 3), torch.zeros(0),
+                                       torch.zeros(0, 3), torch.zeros(0), torch.tensor([0.2, 0.4, 0.6]))
+    assert torch.allclose(color, torch.tensor([0.2, 0.4, 0.6]).expand(4, 3)) and (final_t == 1).all()
+    assert (depth == 0).all()
+
+
+def test_differentiable_inputs_listed():
+    assert set(DIFFERENTIABLE) >= {"means", "scales", "rotations", "opacities"}

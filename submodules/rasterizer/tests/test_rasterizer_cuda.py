@@ -1,0 +1,58 @@
+"""The CUDA backend against the CPU backend; skipped where no GPU is present."""
+import pytest
+import torch
+from scenes import random_scene, render_with_grads
+from test_rasterizer_cpu import CASES, assert_forward_close, assert_gradients_close, edge_scenes
+
+from gaussian_rasterizer import available_backends, rasterize_gaussians
+
+pytestmark = pytest.mark.skipif("cuda" not in available_backends(), reason="needs a GPU and the CUDA backend")
+
+
+def to_cuda(scene):
+    moved = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
+    cam = scene["camera"]
+    moved["camera"] = type(cam)(cam.world_to_camera.cuda(), cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height,
+                                cam.near, cam.far)
+    return moved
+
+
+def on_cpu(out, grads):
+    return (type(out)(**{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in vars(out).items()}),
+            {k: v.cpu() for k, v in grads.items()})
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_cuda_matches_cpu(seed, case):
+    scene = random_scene(seed, **case)
+    cpu, cpu_grads = render_with_grads(rasterize_gaussians, scene, "cpu")
+    out, grads = on_cpu(*render_with_grads(rasterize_gaussians, to_cuda(scene), "cuda"))
+    assert_forward_close(out, cpu)
+    assert_gradients_close(grads, cpu_grads)
+    assert torch.allclose(out.means2d_absgrad, cpu.means2d_absgrad)
+
+
+@pytest.mark.parametrize("name", list(edge_scenes()))
+def test_cuda_edge_cases(name):
+    scene = edge_scenes()[name]
+    cpu, cpu_grads = render_with_grads(rasterize_gaussians, scene, "cpu")
+    out, grads = on_cpu(*render_with_grads(rasterize_gaussians, to_cuda(scene), "cuda"))
+    assert_forward_close(out, cpu)
+    assert_gradients_close(grads, cpu_grads)
+
+
+def test_cuda_large_scene_matches_cpu():
+    scene = random_scene(0, n=20_000, width=320, height=240, sh_degree=3)
+    scene["scales"] = scene["scales"] * 0.3
+    cpu, cpu_grads = render_with_grads(rasterize_gaussians, scene, "cpu")
+    out, grads = on_cpu(*render_with_grads(rasterize_gaussians, to_cuda(scene), "cuda"))
+    assert_forward_close(out, cpu)
+    assert_gradients_close(grads, cpu_grads, rtol=5e-3)
+
+
+def test_cuda_nan_input_is_a_value_error():
+    scene = to_cuda(random_scene(0, n=5))
+    scene["means"][0, 0] = float("nan")
+    with pytest.raises(ValueError, match="means"):
+        rasterize_gaussians(backend="cuda", **{k: v for k, v in scene.items() if k != "background"})
