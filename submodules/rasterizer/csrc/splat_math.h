@@ -405,11 +405,17 @@ SPLAT_HD void tile_rect(const float mean2d[2], int radius, int tiles_x, int tile
 
 constexpr float kShC0 = 0.28209479177387814f;
 constexpr float kShC1 = 0.4886025119029199f;
-constexpr float kShC2[5] = {1.0925484305920792f, -1.0925484305920792f, 0.31539156525252005f,
-                            -1.0925484305920792f, 0.5462742152960396f};
-constexpr float kShC3[7] = {-0.5900435899266435f, 2.890611442640554f, -0.4570457994644658f,
-                            0.3731763325901154f, -0.4570457994644658f, 1.445305721320277f,
-                            -0.5900435899266435f};
+// Device code cannot read namespace-scope constexpr arrays, hence accessors.
+SPLAT_HD float sh_c2(int i) {
+    constexpr float c[5] = {1.0925484305920792f, -1.0925484305920792f, 0.31539156525252005f, -1.0925484305920792f,
+                            0.5462742152960396f};
+    return c[i];
+}
+SPLAT_HD float sh_c3(int i) {
+    constexpr float c[7] = {-0.5900435899266435f, 2.890611442640554f, -0.4570457994644658f, 0.3731763325901154f,
+                            -0.4570457994644658f, 1.445305721320277f, -0.5900435899266435f};
+    return c[i];
+}
 
 SPLAT_HD int sh_coeffs_for_degree(int degree) { return (degree + 1) * (degree + 1); }
 
@@ -423,19 +429,19 @@ SPLAT_HD void sh_basis(int degree, Vec3 d, float Y[kMaxShCoeffs]) {
     Y[3] = -kShC1 * x;
     if (degree < 2) return;
     const float xx = x * x, yy = y * y, zz = z * z;
-    Y[4] = kShC2[0] * x * y;
-    Y[5] = kShC2[1] * y * z;
-    Y[6] = kShC2[2] * (2.f * zz - xx - yy);
-    Y[7] = kShC2[3] * x * z;
-    Y[8] = kShC2[4] * (xx - yy);
+    Y[4] = sh_c2(0) * x * y;
+    Y[5] = sh_c2(1) * y * z;
+    Y[6] = sh_c2(2) * (2.f * zz - xx - yy);
+    Y[7] = sh_c2(3) * x * z;
+    Y[8] = sh_c2(4) * (xx - yy);
     if (degree < 3) return;
-    Y[9] = kShC3[0] * y * (3.f * xx - yy);
-    Y[10] = kShC3[1] * x * y * z;
-    Y[11] = kShC3[2] * y * (4.f * zz - xx - yy);
-    Y[12] = kShC3[3] * z * (2.f * zz - 3.f * xx - 3.f * yy);
-    Y[13] = kShC3[4] * x * (4.f * zz - xx - yy);
-    Y[14] = kShC3[5] * z * (xx - yy);
-    Y[15] = kShC3[6] * x * (xx - 3.f * yy);
+    Y[9] = sh_c3(0) * y * (3.f * xx - yy);
+    Y[10] = sh_c3(1) * x * y * z;
+    Y[11] = sh_c3(2) * y * (4.f * zz - xx - yy);
+    Y[12] = sh_c3(3) * z * (2.f * zz - 3.f * xx - 3.f * yy);
+    Y[13] = sh_c3(4) * x * (4.f * zz - xx - yy);
+    Y[14] = sh_c3(5) * z * (xx - yy);
+    Y[15] = sh_c3(6) * x * (xx - 3.f * yy);
 }
 
 // Partial derivatives dY[k]/d(x, y, z) of the basis.
@@ -448,19 +454,19 @@ SPLAT_HD void sh_basis_jacobian(int degree, Vec3 d, Vec3 dY[kMaxShCoeffs]) {
     dY[3] = {-kShC1, 0.f, 0.f};
     if (degree < 2) return;
     const float xx = x * x, yy = y * y, zz = z * z;
-    dY[4] = {kShC2[0] * y, kShC2[0] * x, 0.f};
-    dY[5] = {0.f, kShC2[1] * z, kShC2[1] * y};
-    dY[6] = {-2.f * kShC2[2] * x, -2.f * kShC2[2] * y, 4.f * kShC2[2] * z};
-    dY[7] = {kShC2[3] * z, 0.f, kShC2[3] * x};
-    dY[8] = {2.f * kShC2[4] * x, -2.f * kShC2[4] * y, 0.f};
+    dY[4] = {sh_c2(0) * y, sh_c2(0) * x, 0.f};
+    dY[5] = {0.f, sh_c2(1) * z, sh_c2(1) * y};
+    dY[6] = {-2.f * sh_c2(2) * x, -2.f * sh_c2(2) * y, 4.f * sh_c2(2) * z};
+    dY[7] = {sh_c2(3) * z, 0.f, sh_c2(3) * x};
+    dY[8] = {2.f * sh_c2(4) * x, -2.f * sh_c2(4) * y, 0.f};
     if (degree < 3) return;
-    dY[9] = {kShC3[0] * 6.f * x * y, kShC3[0] * (3.f * xx - 3.f * yy), 0.f};
-    dY[10] = {kShC3[1] * y * z, kShC3[1] * x * z, kShC3[1] * x * y};
-    dY[11] = {-2.f * kShC3[2] * x * y, kShC3[2] * (4.f * zz - xx - 3.f * yy), 8.f * kShC3[2] * y * z};
-    dY[12] = {-6.f * kShC3[3] * x * z, -6.f * kShC3[3] * y * z, kShC3[3] * (6.f * zz - 3.f * xx - 3.f * yy)};
-    dY[13] = {kShC3[4] * (4.f * zz - 3.f * xx - yy), -2.f * kShC3[4] * x * y, 8.f * kShC3[4] * x * z};
-    dY[14] = {2.f * kShC3[5] * x * z, -2.f * kShC3[5] * y * z, kShC3[5] * (xx - yy)};
-    dY[15] = {kShC3[6] * (3.f * xx - 3.f * yy), -6.f * kShC3[6] * x * y, 0.f};
+    dY[9] = {sh_c3(0) * 6.f * x * y, sh_c3(0) * (3.f * xx - 3.f * yy), 0.f};
+    dY[10] = {sh_c3(1) * y * z, sh_c3(1) * x * z, sh_c3(1) * x * y};
+    dY[11] = {-2.f * sh_c3(2) * x * y, sh_c3(2) * (4.f * zz - xx - 3.f * yy), 8.f * sh_c3(2) * y * z};
+    dY[12] = {-6.f * sh_c3(3) * x * z, -6.f * sh_c3(3) * y * z, sh_c3(3) * (6.f * zz - 3.f * xx - 3.f * yy)};
+    dY[13] = {sh_c3(4) * (4.f * zz - 3.f * xx - yy), -2.f * sh_c3(4) * x * y, 8.f * sh_c3(4) * x * z};
+    dY[14] = {2.f * sh_c3(5) * x * z, -2.f * sh_c3(5) * y * z, sh_c3(5) * (xx - yy)};
+    dY[15] = {sh_c3(6) * (3.f * xx - 3.f * yy), -6.f * sh_c3(6) * x * y, 0.f};
 }
 
 SPLAT_HD Vec3 view_direction(Vec3 mean_world, Vec3 centre) {
@@ -519,6 +525,24 @@ SPLAT_HD void sh_to_color_vjp(int degree, const float* coeffs, Vec3 mean_world, 
 // Exponent of the Gaussian at offset (dx, dy) = pixel - mean2d.
 SPLAT_HD float gaussian_power(Sym2 conic, float dx, float dy) {
     return -0.5f * (conic.a * dx * dx + conic.c * dy * dy) - conic.b * dx * dy;
+}
+
+// Below this exponent a Gaussian of the given opacity stays under kMinAlpha,
+// so a sample can be skipped without evaluating the exponential. The margin
+// keeps it clear of rounding: it never skips a sample splat_alpha would keep.
+SPLAT_HD float min_visible_power(float opacity) { return logf(kMinAlpha / opacity) - 1e-3f; }
+
+// Half-extents along x and y of the ellipse where a Gaussian can reach
+// kMinAlpha: the bounding box of {d : -0.5 d^T Q d >= min_power}.
+SPLAT_HD void visible_half_extent(Sym2 conic, float min_power, float& half_x, float& half_y) {
+    const float level = -2.f * min_power;
+    const float det = determinant(conic);
+    if (!(level >= 0.f) || !(det > 0.f)) {
+        half_x = half_y = -1.f;
+        return;
+    }
+    half_x = sqrtf(level * conic.c / det);
+    half_y = sqrtf(level * conic.a / det);
 }
 
 // Opacity of one Gaussian at one pixel, or 0 where it is skipped.
