@@ -85,6 +85,96 @@ struct BlendParamGradients {
 
 SPLAT_HD int tiles_along(int pixels) { return (pixels + kTileSize - 1) / kTileSize; }
 
+// ---------------------------------------------------------------------------
+// The per-Gaussian work of the preprocess stage, run by both backends: one
+// loop iteration on the CPU, one thread on the GPU.
+
+// Projects Gaussian i; leaves radius and tile count at 0 where it is culled.
+SPLAT_HD void preprocess_gaussian(int i, const GaussianParams& g, const Camera& cam, Vec3 centre,
+                                  const PreprocessOutputs& out) {
+    out.radii[i] = 0;
+    out.tiles_touched[i] = 0;
+    const Vec3 mean = {g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]};
+    const Vec3 t = add(matvec(cam.rotation, mean), cam.translation);
+    if (!(t.z > cam.near_plane && t.z < cam.far_plane)) return;
+
+    const Mat3 cov = covariance_3d(g.scales + 3 * i, g.rotations + 4 * i, g.normalize_rotations);
+    const Projection p = project_gaussian(cam, mean, cov);
+    if (!(determinant(p.cov2d) > 0.f)) return;
+    const int radius = screen_radius(p.cov2d);
+    int rect_min[2], rect_max[2];
+    tile_rect(p.mean2d, radius, tiles_along(cam.width), tiles_along(cam.height), rect_min, rect_max);
+    const int touched = (rect_max[0] - rect_min[0]) * (rect_max[1] - rect_min[1]);
+    if (radius <= 0 || touched <= 0) return;
+
+    const Sym2 conic = inverse(p.cov2d);
+    out.radii[i] = radius;
+    out.tiles_touched[i] = touched;
+    out.means2d[2 * i] = p.mean2d[0];
+    out.means2d[2 * i + 1] = p.mean2d[1];
+    out.depths[i] = t.z;
+    out.conics[3 * i] = conic.a;
+    out.conics[3 * i + 1] = conic.b;
+    out.conics[3 * i + 2] = conic.c;
+    if (g.sh_coeffs)
+        sh_to_color(g.sh_degree, g.sh_coeffs + (int64_t)i * g.sh_coeffs_per_gaussian * 3,
+                    view_direction(mean, centre), out.colors + 3 * i);
+}
+
+// What one Gaussian, or a sum over many, contributes to the camera gradient.
+// The centre part still has to go through camera_centre_vjp, which is linear,
+// so backends apply it once to their sum.
+struct CameraGradient {
+    Mat3 d_rotation;
+    Vec3 d_translation;
+    Vec3 d_centre;
+};
+
+SPLAT_HD CameraGradient zero_camera_gradient() { return {zero_mat3(), {0.f, 0.f, 0.f}, {0.f, 0.f, 0.f}}; }
+
+// Writes the parameter gradients of Gaussian i and adds its camera gradient to `camera`.
+SPLAT_HD void preprocess_gaussian_backward(int i, const GaussianParams& g, const Camera& cam, Vec3 centre,
+                                           const int32_t* radii, const float* colors,
+                                           const PreprocessGradients& grads, const ParamGradients& out,
+                                           CameraGradient& camera) {
+    const int64_t sh_stride = (int64_t)g.sh_coeffs_per_gaussian * 3;
+    float* d_scale = out.d_scales + 3 * i;
+    float* d_rot = out.d_rotations + 4 * i;
+    for (int k = 0; k < 3; ++k) out.d_means[3 * i + k] = d_scale[k] = 0.f;
+    for (int k = 0; k < 4; ++k) d_rot[k] = 0.f;
+    if (out.d_sh_coeffs)
+        for (int64_t k = 0; k < sh_stride; ++k) out.d_sh_coeffs[i * sh_stride + k] = 0.f;
+    if (radii[i] <= 0) return;
+
+    const Vec3 mean = {g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]};
+    const Mat3 cov = covariance_3d(g.scales + 3 * i, g.rotations + 4 * i, g.normalize_rotations);
+    const Projection p = project_gaussian(cam, mean, cov);
+    const Sym2 d_conic = {grads.d_conics[3 * i], grads.d_conics[3 * i + 1], grads.d_conics[3 * i + 2]};
+    const Sym2 d_cov2d = inverse_vjp(inverse(p.cov2d), d_conic);
+
+    Vec3 d_mean = {0.f, 0.f, 0.f};
+    Mat3 d_cov = zero_mat3();
+    project_gaussian_vjp(cam, mean, cov, grads.d_means2d + 2 * i, d_cov2d, grads.d_depths[i], d_mean, d_cov,
+                         camera.d_rotation, camera.d_translation);
+    covariance_3d_vjp(g.scales + 3 * i, g.rotations + 4 * i, g.normalize_rotations, d_cov, d_scale, d_rot);
+    if (g.sh_coeffs)
+        sh_to_color_vjp(g.sh_degree, g.sh_coeffs + i * sh_stride, mean, centre, colors + 3 * i,
+                        grads.d_colors + 3 * i, out.d_sh_coeffs + i * sh_stride, d_mean, camera.d_centre);
+    out.d_means[3 * i] = d_mean.x;
+    out.d_means[3 * i + 1] = d_mean.y;
+    out.d_means[3 * i + 2] = d_mean.z;
+}
+
+// Adds a summed camera gradient to the 4x4 world-to-camera gradient.
+SPLAT_HD void camera_gradient_to_matrix(const Camera& cam, CameraGradient sum, float d_world_to_camera[16]) {
+    camera_centre_vjp(cam, sum.d_centre, sum.d_rotation, sum.d_translation);
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c) d_world_to_camera[4 * r + c] += sum.d_rotation.m[r][c];
+    d_world_to_camera[3] += sum.d_translation.x;
+    d_world_to_camera[7] += sum.d_translation.y;
+    d_world_to_camera[11] += sum.d_translation.z;
+}
+
 namespace cpu {
 
 void preprocess_forward(const GaussianParams& g, const Camera& cam, const PreprocessOutputs& out);
