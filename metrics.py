@@ -1,0 +1,399 @@
+"""Image-quality metrics under the two protocols found in the literature, and the results.json they go into.
+
+- "3dgs" (3D Gaussian Splatting papers): PSNR from the mean squared error over all pixels and channels; SSIM with
+  an 11x11 Gaussian window (sigma 1.5), zero-padded borders included.
+- "deblur_nerf" (Deblur-NeRF and the deblurring papers that follow it): PSNR averaged over the per-channel PSNRs;
+  SSIM from scikit-image's structural_similarity on the colour image (7x7 uniform window, data_range 1).
+Both report LPIPS with the AlexNet backbone (v0.1), which needs local weights (see LPIPS below); without them
+LPIPS is reported as unavailable rather than estimated.
+
+Usage: python metrics.py -m output/run [-m output/other] [--iteration N] [--lpips_weights alex_lpips.pth]
+scores <model>/test/ours_<N>/renders against <model>/test/ours_<N>/gt and writes <model>/results.json.
+"""
+
+import json
+import os
+import re
+import sys
+import tempfile
+from argparse import ArgumentParser
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.metrics import structural_similarity
+
+PROTOCOLS = {
+    "3dgs": "PSNR over all pixels and channels; SSIM with an 11x11 Gaussian window (sigma 1.5); "
+            "LPIPS AlexNet v0.1",
+    "deblur_nerf": "PSNR as the mean of per-channel PSNRs; SSIM from skimage.metrics.structural_similarity "
+                   "(7x7 uniform window, channel_axis, data_range=1); LPIPS AlexNet v0.1",
+}
+NO_LPIPS_WEIGHTS = "no AlexNet LPIPS weights given (pass a local weights file, e.g. --lpips_weights)"
+
+
+class MetricsError(ValueError):
+    """Images or files that cannot be scored; the message names them."""
+
+
+# ---- PSNR and SSIM ----
+
+def psnr(img1, img2):
+    """PSNR in dB from the mean squared error over every pixel and channel (3DGS protocol), images in [0, 1]."""
+    return 10.0 * torch.log10(1.0 / ((img1 - img2) ** 2).mean())
+
+
+def psnr_per_channel(img1, img2):
+    """Mean over channels of each channel's PSNR in dB (Deblur-NeRF protocol); (C, H, W) images in [0, 1]."""
+    channel_mse = ((img1 - img2) ** 2).flatten(start_dim=-2).mean(dim=-1)
+    return (10.0 * torch.log10(1.0 / channel_mse)).mean(dim=-1)
+
+
+def gaussian_window(size, sigma, channels, like):
+    coordinates = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    profile = torch.exp(-coordinates ** 2 / (2 * sigma ** 2))
+    profile = profile / profile.sum()
+    return torch.outer(profile, profile).expand(channels, 1, size, size).contiguous()
+
+
+def ssim_map(img1, img2, window_size=11, sigma=1.5):
+    """Per-pixel SSIM of (C, H, W) or (N, C, H, W) images in [0, 1] (Gaussian window, zero-padded borders)."""
+    batched = img1.dim() == 4
+    if not batched:
+        img1, img2 = img1.unsqueeze(0), img2.unsqueeze(0)
+    channels = img1.shape[1]
+    window = gaussian_window(window_size, sigma, channels, img1)
+
+    def local_mean(image):
+        return F.conv2d(image, window, padding=window_size // 2, groups=channels)
+
+    mu1, mu2 = local_mean(img1), local_mean(img2)
+    variance1 = local_mean(img1 * img1) - mu1 * mu1
+    variance2 = local_mean(img2 * img2) - mu2 * mu2
+    covariance = local_mean(img1 * img2) - mu1 * mu2
+    # Stabilisers of Wang et al. for a dynamic range of 1.
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    result = ((2 * mu1 * mu2 + c1) * (2 * covariance + c2)) / (
+        (mu1 * mu1 + mu2 * mu2 + c1) * (variance1 + variance2 + c2)
+    )
+    return result if batched else result.squeeze(0)
+
+
+def ssim(img1, img2):
+    """Mean SSIM with an 11x11 Gaussian window (sigma 1.5), differentiable: the 3DGS training loss and metric."""
+    return ssim_map(img1, img2).mean()
+
+
+def ssim_skimage(img1, img2):
+    """SSIM as the deblurring papers compute it: scikit-image on the (C, H, W) colour images, data_range 1."""
+    return float(structural_similarity(
+        to_numpy_hwc(img1), to_numpy_hwc(img2), channel_axis=-1, data_range=1.0
+    ))
+
+
+def to_numpy_hwc(image):
+    return image.detach().to(dtype=torch.float64, device="cpu").permute(1, 2, 0).numpy()
+
+
+# ---- LPIPS ----
+
+# AlexNet's convolutions as (index in torchvision's `features`, in channels, out channels, kernel, stride, padding).
+ALEXNET_CONVOLUTIONS = ((0, 3, 64, 11, 4, 2), (3, 64, 192, 5, 1, 2), (6, 192, 384, 3, 1, 1),
+                        (8, 384, 256, 3, 1, 1), (10, 256, 256, 3, 1, 1))
+# LPIPS compares inputs in [-1, 1] after this per-channel shift and scale (ImageNet statistics in that range).
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+# Smaller images vanish in AlexNet's strided convolution and pooling.
+LPIPS_MIN_SIZE = 32
+
+
+class LPIPS(torch.nn.Module):
+    """LPIPS v0.1 with the AlexNet backbone, from local weights.
+
+    weights_path holds the five linear heads as the `lpips` package stores them (its weights/v0.1/alex.pth: keys
+    lin0.model.1.weight .. lin4.model.1.weight). The AlexNet convolutions come from backbone_path, a torchvision
+    AlexNet state_dict (keys features.0.weight, features.0.bias, ...; e.g. alexnet-owt-7be5be79.pth), or, when
+    backbone_path is None, from weights_path itself: a combined file holding both sets of keys (the `lpips`
+    package's full model state_dict, with net.sliceK.N.* backbone keys, is accepted too).
+    """
+
+    def __init__(self, weights_path, backbone_path=None):
+        super().__init__()
+        state = load_state_dict(weights_path)
+        if backbone_path is not None:
+            state = {**load_state_dict(backbone_path), **state}
+        sources = weights_path if backbone_path is None else f"{weights_path} and {backbone_path}"
+        backbone = {}
+        for key, value in state.items():
+            match = re.fullmatch(r"(?:features|net\.slice\d)\.(\d+)\.(weight|bias)", key)
+            if match:
+                backbone[(int(match.group(1)), match.group(2))] = value
+        self.convolutions = torch.nn.ModuleList()
+        for index, in_channels, out_channels, kernel, stride, padding in ALEXNET_CONVOLUTIONS:
+            convolution = torch.nn.Conv2d(in_channels, out_channels, kernel, stride, padding)
+            for name in ("weight", "bias"):
+                assign(convolution, name, backbone.get((index, name)), f"features.{index}.{name}", sources)
+            self.convolutions.append(convolution)
+        self.heads = torch.nn.ModuleList()
+        for layer, (_, _, channels, _, _, _) in enumerate(ALEXNET_CONVOLUTIONS):
+            head = torch.nn.Conv2d(channels, 1, 1, bias=False)
+            key = f"lin{layer}.model.1.weight"
+            assign(head, "weight", state.get(key), key, sources)
+            self.heads.append(head)
+        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def features(self, image):
+        """The five ReLU outputs LPIPS compares (after conv1 .. conv5; max pooling follows conv1, conv2)."""
+        x = ((image * 2.0 - 1.0) - self.shift) / self.scale
+        outputs = []
+        for layer, convolution in enumerate(self.convolutions):
+            if layer in (1, 2):
+                x = F.max_pool2d(x, kernel_size=3, stride=2)
+            x = F.relu(convolution(x))
+            outputs.append(x)
+        return outputs
+
+    def forward(self, img1, img2):
+        """Distance of (3, H, W) or (N, 3, H, W) images in [0, 1]: a scalar, or one value per image."""
+        batched = img1.dim() == 4
+        if not batched:
+            img1, img2 = img1.unsqueeze(0), img2.unsqueeze(0)
+        if img1.shape[1] != 3 or min(img1.shape[-2:]) < LPIPS_MIN_SIZE:
+            raise MetricsError(
+                f"LPIPS needs RGB images of at least {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got {tuple(img1.shape)}"
+            )
+        distance = 0.0
+        for head, features1, features2 in zip(self.heads, self.features(img1), self.features(img2)):
+            # Unit-length feature vectors per pixel; the small constant keeps all-zero activations finite.
+            unit1 = features1 / (features1.norm(dim=1, keepdim=True) + 1e-10)
+            unit2 = features2 / (features2.norm(dim=1, keepdim=True) + 1e-10)
+            distance = distance + head((unit1 - unit2) ** 2).mean(dim=(1, 2, 3))
+        return distance if batched else distance.squeeze(0)
+
+
+def load_state_dict(path):
+    if not os.path.isfile(path):
+        raise MetricsError(f"{path}: LPIPS weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise MetricsError(f"{path}: not a readable torch weights file ({error})") from None
+    if not isinstance(state, dict):
+        raise MetricsError(f"{path}: expected a state_dict (a mapping of names to tensors)")
+    return state
+
+
+def assign(module, name, value, key, sources):
+    expected = getattr(module, name).shape
+    if value is None:
+        raise MetricsError(f"{sources}: missing LPIPS/AlexNet weight {key}")
+    if not isinstance(value, torch.Tensor) or value.shape != expected:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise MetricsError(f"{sources}: {key} has shape {shape}, expected {tuple(expected)}")
+    getattr(module, name).data.copy_(value.float())
+
+
+# ---- evaluation and results ----
+
+def evaluate_images(pairs, lpips_weights=None):
+    """Score each (rendering, ground truth) pair of (3, H, W) images in [0, 1], given as {view name: pair}.
+
+    Returns {view name: {"3dgs": {...}, "deblur_nerf": {...}}}, each protocol with psnr, ssim and lpips; without
+    lpips_weights, lpips is None and the view carries the reason under "lpips_unavailable".
+    lpips_weights: a combined LPIPS file, or a (linear heads, AlexNet backbone) pair of paths; see LPIPS.
+    """
+    lpips = None
+    if lpips_weights is not None:
+        lpips = LPIPS(lpips_weights) if isinstance(lpips_weights, (str, os.PathLike)) else LPIPS(*lpips_weights)
+    per_view = {}
+    with torch.no_grad():
+        for name, (image, gt_image) in pairs.items():
+            if image.shape != gt_image.shape or image.dim() != 3:
+                raise MetricsError(
+                    f"view {name!r}: rendering {tuple(image.shape)} and ground truth {tuple(gt_image.shape)} must be "
+                    f"(C, H, W) images of the same shape"
+                )
+            for label, tensor in (("rendering", image), ("ground truth", gt_image)):
+                if not torch.isfinite(tensor).all():
+                    raise MetricsError(f"view {name!r}: the {label} has non-finite values")
+            gt_image = gt_image.to(image.device, image.dtype)
+            lpips_value = None
+            if lpips is not None:
+                lpips_value = float(lpips.to(image.device)(image.float(), gt_image.float()))
+            per_view[name] = {
+                "3dgs": {"psnr": float(psnr(image, gt_image)), "ssim": float(ssim(image, gt_image)),
+                         "lpips": lpips_value},
+                "deblur_nerf": {"psnr": float(psnr_per_channel(image, gt_image)),
+                                "ssim": ssim_skimage(image, gt_image), "lpips": lpips_value},
+            }
+            if lpips is None:
+                per_view[name]["lpips_unavailable"] = NO_LPIPS_WEIGHTS
+    return per_view
+
+
+def mean_scores(per_view):
+    """Each metric averaged over the views (None when a view lacks it)."""
+    views = list(per_view.values())
+    mean = {}
+    for protocol in PROTOCOLS:
+        mean[protocol] = {}
+        for metric in ("psnr", "ssim", "lpips"):
+            values = [view[protocol][metric] for view in views]
+            mean[protocol][metric] = None if None in values else float(np.mean(values))
+    reasons = {view["lpips_unavailable"] for view in views if "lpips_unavailable" in view}
+    if reasons:
+        mean["lpips_unavailable"] = "; ".join(sorted(reasons))
+    return mean
+
+
+def json_safe(value):
+    """Infinite PSNRs (identical images) become null: JSON has no infinity."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_results(path, per_view, iteration, num_gaussians, train_seconds):
+    """Write the mean and per-view scores with the run's iteration, Gaussian count and training time (seconds,
+    None when unknown) to path as JSON, atomically: readers never see a partial file."""
+    if not per_view:
+        raise MetricsError(f"{path}: no views to write results for")
+    results = {
+        "iteration": int(iteration),
+        "num_gaussians": None if num_gaussians is None else int(num_gaussians),
+        "train_seconds": None if train_seconds is None else float(train_seconds),
+        "num_views": len(per_view),
+        "protocols": PROTOCOLS,
+        "mean": mean_scores(per_view),
+        "per_view": per_view,
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".results-", suffix=".json")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(json_safe(results), file, indent=2, allow_nan=False)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+# ---- command line ----
+
+def read_rgb(path):
+    try:
+        image = iio.imread(path)
+    except Exception as error:
+        raise MetricsError(f"{path}: not a readable image ({error})") from None
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise MetricsError(f"{path}: expected an 8-bit RGB image, got {image.dtype} of shape {image.shape}")
+    return torch.from_numpy(image[:, :, :3].astype(np.float32) / 255.0).permute(2, 0, 1)
+
+
+def rendered_iterations(model_path):
+    folder = os.path.join(model_path, "test")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(match.group(1)) for match in (re.fullmatch(r"ours_(\d+)", name) for name in os.listdir(folder))
+                  if match)
+
+
+def point_count(model_path, iteration):
+    """Vertex count from the header of the saved point cloud, or None when it was not saved."""
+    path = os.path.join(model_path, "point_cloud", f"iteration_{iteration}", "point_cloud.ply")
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as file:
+        for line in iter(file.readline, b""):
+            match = re.fullmatch(rb"element vertex (\d+)\s*", line)
+            if match:
+                return int(match.group(1))
+            if line.strip() == b"end_header":
+                break
+    raise MetricsError(f"{path}: no vertex count in the PLY header")
+
+
+def recorded_train_seconds(model_path, iteration):
+    """Training time recorded by train.py in results_<iteration>.json, or None."""
+    path = os.path.join(model_path, f"results_{iteration}.json")
+    try:
+        with open(path) as file:
+            return json.load(file).get("train_seconds")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def evaluate_model(model_path, iteration=None, lpips_weights=None):
+    """Score <model_path>/test/ours_<iteration> (default: the latest rendered) and write <model_path>/results.json;
+    returns the path written."""
+    available = rendered_iterations(model_path)
+    if not available:
+        raise MetricsError(f"{model_path}: no test/ours_<iteration> folders (render the test views with render.py)")
+    if iteration is None:
+        iteration = available[-1]
+    elif iteration not in available:
+        raise MetricsError(f"{model_path}: no test/ours_{iteration} (rendered: {', '.join(map(str, available))})")
+    base = os.path.join(model_path, "test", f"ours_{iteration}")
+    renders_folder, gt_folder = os.path.join(base, "renders"), os.path.join(base, "gt")
+    names = {}
+    for folder in (renders_folder, gt_folder):
+        if not os.path.isdir(folder):
+            raise MetricsError(f"{folder}: folder not found")
+        names[folder] = sorted(name for name in os.listdir(folder) if name.lower().endswith(".png"))
+    if not names[renders_folder] or names[renders_folder] != names[gt_folder]:
+        raise MetricsError(f"{renders_folder} and {gt_folder} must hold PNG images with the same names")
+    pairs = {
+        name: (read_rgb(os.path.join(renders_folder, name)), read_rgb(os.path.join(gt_folder, name)))
+        for name in names[renders_folder]
+    }
+    per_view = evaluate_images(pairs, lpips_weights=lpips_weights)
+    path = os.path.join(model_path, "results.json")
+    write_results(path, per_view, iteration, point_count(model_path, iteration),
+                  recorded_train_seconds(model_path, iteration))
+    return path
+
+
+def main(argv=None):
+    parser = ArgumentParser(description="Score rendered test views under the 3DGS and Deblur-NeRF protocols")
+    parser.add_argument("--model_paths", "-m", nargs="+", action="extend", required=True,
+                        help="model folders holding test/ours_<iteration>/{renders,gt}")
+    parser.add_argument("--iteration", type=int, default=None, help="rendered iteration to score (default: latest)")
+    parser.add_argument("--lpips_weights", nargs="+", default=None, metavar="FILE",
+                        help="LPIPS AlexNet weights: the lpips package's alex.pth followed by a torchvision AlexNet "
+                             "state_dict, or one file holding both")
+    args = parser.parse_args(argv)
+    if args.lpips_weights is not None and len(args.lpips_weights) > 2:
+        parser.error("--lpips_weights takes one combined file or two files (linear heads, AlexNet backbone)")
+    lpips_weights = args.lpips_weights
+    if lpips_weights is not None and len(lpips_weights) == 1:
+        lpips_weights = lpips_weights[0]
+    try:
+        for model_path in args.model_paths:
+            path = evaluate_model(model_path, args.iteration, lpips_weights)
+            with open(path) as file:
+                mean = json.load(file)["mean"]
+            print(f"{model_path}:")
+            for protocol in PROTOCOLS:
+                scores = ", ".join(f"{metric.upper()} {'n/a' if value is None else f'{value:.4f}'}"
+                                   for metric, value in mean[protocol].items())
+                print(f"  [{protocol}] {scores}")
+            if "lpips_unavailable" in mean:
+                print(f"  LPIPS unavailable: {mean['lpips_unavailable']}")
+            print(f"  written to {path}")
+    except MetricsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
