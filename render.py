@@ -1,0 +1,310 @@
+"""Render a trained model: its train and test views, a camera-path video, and its rendering speed.
+
+    python render.py -m output/run [--iteration N] [--skip_train] [--skip_test] [--video] [--fps-only]
+"""
+
+import json
+import os
+import sys
+import time
+from argparse import ArgumentParser, Namespace
+
+import imageio
+import imageio.v3 as iio
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from arguments import ConfigFileError, ModelParams, PipelineParams, default_device, read_cfg_args
+from gaussian_renderer import render
+from scene.cameras import Camera
+from scene.colmap_model import qvec_to_rotmat, rotmat_to_qvec
+from scene.dataset_readers import DatasetError
+from scene.gaussian_model import GaussianModel, PlyFormatError
+from scene.scene import ModelFolderError, Scene
+
+
+class CameraPathError(ValueError):
+    """The views do not allow a camera path to be built."""
+
+
+# Views whose viewing directions all lie within this angle of their mean count as forward-facing.
+FORWARD_FACING_MAX_ANGLE_DEG = 45.0
+
+
+def to_uint8(image):
+    """(3, H, W) float in [0, 1] to (H, W, 3) uint8."""
+    return (image.clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+
+
+def render_set(model_path, split, iteration, cameras, gaussians, background, backend):
+    base = os.path.join(model_path, split, f"ours_{iteration}")
+    folders = {kind: os.path.join(base, kind) for kind in ("renders", "gt", "side_by_side")}
+    for folder in folders.values():
+        os.makedirs(folder, exist_ok=True)
+    params = gaussians.render_params()
+    for index, camera in enumerate(tqdm(cameras, desc=f"Rendering {split} views")):
+        rendering = to_uint8(render(camera, params, background, backend).image)
+        ground_truth = to_uint8(camera.original_image)
+        name = f"{index:05d}.png"
+        iio.imwrite(os.path.join(folders["renders"], name), rendering)
+        iio.imwrite(os.path.join(folders["gt"], name), ground_truth)
+        iio.imwrite(os.path.join(folders["side_by_side"], name), np.concatenate([rendering, ground_truth], axis=1))
+
+
+# ---- camera paths -------------------------------------------------------------------------------------------------
+
+
+def camera_to_world_matrices(cameras):
+    return np.stack([np.linalg.inv(camera.world_to_camera.double().cpu().numpy()) for camera in cameras])
+
+
+def is_forward_facing(camera_to_world):
+    forward = camera_to_world[:, :3, 2]
+    mean_forward = forward.mean(axis=0)
+    norm = np.linalg.norm(mean_forward)
+    if norm < 1e-6:
+        return False
+    cosines = forward @ (mean_forward / norm)
+    return bool(cosines.min() > np.cos(np.radians(FORWARD_FACING_MAX_ANGLE_DEG)))
+
+
+def look_at(position, target, down_hint):
+    """Camera-to-world matrix (OpenCV axes) at position, looking at target, with image y along down_hint."""
+    forward = target - position
+    forward /= np.linalg.norm(forward)
+    right = np.cross(down_hint, forward)
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, down, forward], axis=1)
+    pose[:3, 3] = position
+    return pose
+
+
+def spiral_path(camera_to_world, near, far, frame_count, turns=2):
+    """A spiral around the mean pose of forward-facing views, looking at a point at a typical scene depth
+    (the LLFF convention: a disparity-weighted blend of the near and far bounds)."""
+    center = camera_to_world[:, :3, 3].mean(axis=0)
+    forward = camera_to_world[:, :3, 2].mean(axis=0)
+    forward /= np.linalg.norm(forward)
+    down = camera_to_world[:, :3, 1].mean(axis=0)
+    right = np.cross(down, forward)
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    mean_rotation = np.stack([right, down, forward], axis=1)
+
+    # Spread of the captured positions along the mean camera's axes.
+    radii = np.percentile(np.abs((camera_to_world[:, :3, 3] - center) @ mean_rotation), 90, axis=0)
+    close_depth, far_depth = 0.9 * near, 5.0 * far
+    focus_depth = 1.0 / (0.25 / close_depth + 0.75 / far_depth)
+    target = center + focus_depth * forward
+
+    poses = []
+    for angle in np.linspace(0.0, 2.0 * np.pi * turns, frame_count, endpoint=False):
+        offset = radii * np.array([np.cos(angle), np.sin(angle), np.sin(0.5 * angle)])
+        poses.append(look_at(center + mean_rotation @ offset, target, down))
+    return np.stack(poses)
+
+
+def nearest_neighbour_tour(positions):
+    """Visiting order of the positions, each step going to the closest position not visited yet."""
+    order = [0]
+    unvisited = set(range(1, len(positions)))
+    while unvisited:
+        last = positions[order[-1]]
+        following = min(unvisited, key=lambda index: np.linalg.norm(positions[index] - last))
+        order.append(following)
+        unvisited.remove(following)
+    return order
+
+
+def slerp(q0, q1, t):
+    cosine = float(np.dot(q0, q1))
+    if cosine < 0.0:  # take the short way round
+        q1, cosine = -q1, -cosine
+    if cosine > 0.9995:
+        blended = (1.0 - t) * q0 + t * q1
+        return blended / np.linalg.norm(blended)
+    angle = np.arccos(cosine)
+    return (np.sin((1.0 - t) * angle) * q0 + np.sin(t * angle) * q1) / np.sin(angle)
+
+
+def interpolated_path(camera_to_world, frame_count):
+    """A path through the training poses (in nearest-neighbour order), moving at constant speed and
+    interpolating rotations spherically."""
+    positions = camera_to_world[:, :3, 3]
+    order = nearest_neighbour_tour(positions)
+    keys = camera_to_world[order]
+    quaternions = [rotmat_to_qvec(pose[:3, :3]) for pose in keys]
+    lengths = np.linalg.norm(np.diff(keys[:, :3, 3], axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(lengths)])
+    if arc[-1] == 0.0:
+        arc = np.arange(len(keys), dtype=np.float64)
+    poses = []
+    for distance in np.linspace(0.0, arc[-1], frame_count):
+        segment = min(int(np.searchsorted(arc, distance, side="right")) - 1, len(keys) - 2)
+        t = (distance - arc[segment]) / max(arc[segment + 1] - arc[segment], 1e-12)
+        pose = np.eye(4)
+        pose[:3, :3] = qvec_to_rotmat(slerp(quaternions[segment], quaternions[segment + 1], t))
+        pose[:3, 3] = (1.0 - t) * keys[segment, :3, 3] + t * keys[segment + 1, :3, 3]
+        poses.append(pose)
+    return np.stack(poses)
+
+
+def video_cameras(cameras, frame_count, device):
+    """Cameras along a smooth path through the scene, with the intrinsics of the first view; the size is
+    trimmed to even numbers as H.264 requires."""
+    if len(cameras) < 2:
+        raise CameraPathError("a camera path needs at least two training views")
+    camera_to_world = camera_to_world_matrices(cameras)
+    if is_forward_facing(camera_to_world):
+        near = min(camera.near for camera in cameras)
+        far = max(camera.far for camera in cameras)
+        if not (0.0 < near < far < np.inf):
+            raise CameraPathError(f"the scene's depth bounds ({near}, {far}) cannot place a spiral path")
+        path = spiral_path(camera_to_world, near, far, frame_count)
+    else:
+        path = interpolated_path(camera_to_world, frame_count)
+    first = cameras[0]
+    return [
+        Camera(
+            np.linalg.inv(pose), first.fx, first.fy, first.cx, first.cy, first.width - first.width % 2,
+            first.height - first.height % 2, first.near, first.far, device, image_name=f"path_{index:05d}",
+        )
+        for index, pose in enumerate(path)
+    ]
+
+
+def render_video(path, cameras, gaussians, background, backend, fps):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    params = gaussians.render_params()
+    with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=2) as writer:
+        for camera in tqdm(cameras, desc="Video"):
+            writer.append_data(to_uint8(render(camera, params, background, backend).image))
+
+
+# ---- speed ----------------------------------------------------------------------------------------------------------
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_fps(cameras, gaussians, background, backend, device, warmup_frames, timed_frames):
+    """Render-only speed: the activated parameters are computed once (as a viewer would), the first frames
+    warm caches and kernels up, and every timed frame waits for the device to finish."""
+    params = gaussians.render_params()
+    for index in range(warmup_frames):
+        render(cameras[index % len(cameras)], params, background, backend)
+    synchronize(device)
+    seconds = []
+    for index in range(timed_frames):
+        started = time.perf_counter()
+        render(cameras[index % len(cameras)], params, background, backend)
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    median = float(np.median(seconds))
+    return {
+        "fps": 1.0 / median,
+        "median_ms": 1000.0 * median,
+        "mean_ms": 1000.0 * float(np.mean(seconds)),
+        "timed_frames": timed_frames,
+        "warmup_frames": warmup_frames,
+    }
+
+
+def device_name(device):
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+# ---- command line ---------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description="Render a trained model's views, a camera-path video and its FPS")
+    # Options left out on the command line keep the values train.py stored in <model>/cfg_args.
+    ModelParams(parser, suppress_defaults=True)
+    PipelineParams(parser, suppress_defaults=True)
+    parser.add_argument("--iteration", type=int, default=-1, help="saved iteration to render; -1: the latest")
+    parser.add_argument("--skip_train", action="store_true", help="do not render the training views")
+    parser.add_argument("--skip_test", action="store_true", help="do not render the test views")
+    parser.add_argument("--video", action="store_true", help="render a smooth camera path to MP4")
+    parser.add_argument("--video_frames", type=int, default=120, help="frames of the camera-path video")
+    parser.add_argument("--video_fps", type=int, default=30, help="frame rate of the camera-path video")
+    parser.add_argument("--fps-only", "--fps_only", dest="fps_only", action="store_true",
+                        help="only measure the rendering speed")
+    parser.add_argument("--fps_warmup", type=int, default=10, help="untimed frames before measuring")
+    parser.add_argument("--fps_frames", type=int, default=100, help="timed frames; the median is reported")
+    args = parser.parse_args(argv)
+    if "model_path" not in args or not args.model_path:
+        parser.error("-m/--model_path is required")
+    for name in ("video_frames", "video_fps", "fps_frames"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.fps_warmup < 0:
+        parser.error(f"--fps_warmup must be 0 or positive, got {args.fps_warmup}")
+    if getattr(args, "device", None) == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available; use --device cpu")
+    return args
+
+
+def rendering(args):
+    stored = read_cfg_args(args.model_path)
+    merged = Namespace(**{**vars(stored), **vars(args)})
+    dataset = ModelParams.extract(merged)
+    pipe = PipelineParams.extract(merged)
+    # Render where this machine can, not where the model happened to be trained.
+    dataset.device = getattr(args, "device", default_device())
+    device = torch.device(dataset.device)
+
+    with torch.no_grad():
+        gaussians = GaussianModel(dataset.sh_degree, device)
+        scene = Scene(dataset, gaussians, load_iteration=args.iteration)
+        iteration = scene.loaded_iter
+        background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+        print(f"Loaded {gaussians.num_points} Gaussians saved at iteration {iteration} from {args.model_path}")
+
+        if not args.fps_only:
+            if not args.skip_train:
+                render_set(args.model_path, "train", iteration, scene.train_cameras, gaussians, background,
+                           pipe.backend)
+            if not args.skip_test and scene.test_cameras:
+                render_set(args.model_path, "test", iteration, scene.test_cameras, gaussians, background,
+                           pipe.backend)
+            if args.video:
+                path = os.path.join(args.model_path, "video", f"ours_{iteration}.mp4")
+                cameras = video_cameras(scene.train_cameras, args.video_frames, device)
+                render_video(path, cameras, gaussians, background, pipe.backend, args.video_fps)
+                print(f"Video written to {path}")
+
+        views = scene.test_cameras or scene.train_cameras
+        speed = measure_fps(views, gaussians, background, pipe.backend, device, args.fps_warmup, args.fps_frames)
+        speed.update(
+            iteration=iteration,
+            width=views[0].width,
+            height=views[0].height,
+            num_gaussians=gaussians.num_points,
+            device=device_name(device),
+            backend=device.type if pipe.backend == "auto" else pipe.backend,
+            views="test" if scene.test_cameras else "train",
+        )
+        with open(os.path.join(args.model_path, "fps.json"), "w") as file:
+            json.dump(speed, file, indent=2)
+        print(
+            f"Rendering speed: {speed['fps']:.1f} FPS (median of {speed['timed_frames']} frames, "
+            f"{speed['width']}x{speed['height']}, {speed['num_gaussians']} Gaussians, {speed['device']})"
+        )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        rendering(args)
+    except (ConfigFileError, ModelFolderError, DatasetError, PlyFormatError, CameraPathError) as error:
+        sys.exit(f"render.py: error: {error}")
+
+
+if __name__ == "__main__":
+    main()

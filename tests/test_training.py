@@ -1,0 +1,189 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train
+from gaussian_renderer import render
+from scene.gaussian_model import GaussianModel
+from scene.scene import Scene, point_cloud_path
+from tiny_scene import make_tiny_scene
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Schedules shrunk to a few hundred iterations: densification, SH growth and an opacity reset all happen.
+SHORT_SCHEDULE = [
+    "--device", "cpu",
+    "--sh_degree", "1",
+    "--sh_degree_interval", "100",
+    "--densify_from_iter", "40",
+    "--densify_until_iter", "200",
+    "--densification_interval", "40",
+    "--opacity_reset_interval", "150",
+    "--position_lr_init", "0.0016",
+    "--position_lr_final", "0.000016",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_scene")
+    make_tiny_scene(folder)
+    return str(folder)
+
+
+def mean_training_loss(gaussians, scene):
+    background = torch.zeros(3)
+    with torch.no_grad():
+        losses = [
+            train.training_loss(render(camera, gaussians.render_params(), background).image, camera.original_image, 0.2)
+            for camera in scene.train_cameras
+        ]
+    return float(torch.stack(losses).mean())
+
+
+def test_training_reduces_the_loss_and_raises_test_psnr(tiny_scene, tmp_path):
+    model_path = str(tmp_path / "run")
+    argv = ["-s", tiny_scene, "-m", model_path, "--eval", "--hold", "4", "--iterations", "300",
+            "--test_iterations", "0", "300", "--save_iterations", "300", "--seed", "3"] + SHORT_SCHEDULE
+    train.main(argv)
+
+    dataset = train.parse_args(argv)[1]
+    initial = GaussianModel(dataset.sh_degree)
+    initial_scene = Scene(dataset, initial)
+    trained = GaussianModel(dataset.sh_degree)
+    trained_scene = Scene(dataset, trained, load_iteration=300)
+    assert len(trained_scene.test_cameras) == 2 and len(trained_scene.train_cameras) == 6
+    initial_loss = mean_training_loss(initial, initial_scene)
+    trained_loss = mean_training_loss(trained, trained_scene)
+    assert trained_loss < 0.5 * initial_loss
+
+    psnr_before = mean_test_psnr(os.path.join(model_path, "results_0.json"))
+    psnr_after = mean_test_psnr(os.path.join(model_path, "results_300.json"))
+    assert psnr_after > psnr_before + 3.0
+
+    assert os.path.isfile(point_cloud_path(model_path, 300))
+    with open(os.path.join(model_path, "cfg_args")) as file:
+        assert file.read().startswith("Namespace(")
+
+
+def mean_test_psnr(results_path):
+    with open(results_path) as file:
+        return json.load(file)["mean"]["3dgs"]["psnr"]
+
+
+def run_to_completion_or_interrupt(argv, interrupt_at_render=None, monkeypatch=None):
+    """Train; with interrupt_at_render, die (as a killed process would) during that render call."""
+    if interrupt_at_render is not None:
+        calls = {"count": 0}
+
+        def interrupted_render(*args, **kwargs):
+            calls["count"] += 1
+            if calls["count"] == interrupt_at_render:
+                raise KeyboardInterrupt
+            return render(*args, **kwargs)
+
+        monkeypatch.setattr(train, "render", interrupted_render)
+    train.main(argv)
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_scene, tmp_path, monkeypatch):
+    common = ["-s", tiny_scene, "--iterations", "120", "--checkpoint_interval", "50", "--save_iterations", "120",
+              "--seed", "7"] + SHORT_SCHEDULE
+    uninterrupted = str(tmp_path / "uninterrupted")
+    resumed = str(tmp_path / "resumed")
+    run_to_completion_or_interrupt(["-m", uninterrupted] + common)
+
+    # Without --eval there are no test views, so training renders exactly once per iteration: the run dies in
+    # iteration 110, after the checkpoint of iteration 100. Densification (with its random splits) and the SH
+    # degree increase happen both before and after the checkpoint.
+    with pytest.raises(KeyboardInterrupt):
+        run_to_completion_or_interrupt(["-m", resumed] + common, interrupt_at_render=110, monkeypatch=monkeypatch)
+    monkeypatch.undo()
+    assert train.checkpoint_iterations_in(resumed) == [100]
+    assert not any(name.endswith(".tmp") for name in os.listdir(resumed))
+    run_to_completion_or_interrupt(["-m", resumed, "--resume"] + common)
+
+    reference = GaussianModel(1)
+    reference.load_ply(point_cloud_path(uninterrupted, 120))
+    continued = GaussianModel(1)
+    continued.load_ply(point_cloud_path(resumed, 120))
+    assert continued.num_points == reference.num_points
+    for name in reference.param_names:
+        torch.testing.assert_close(continued.raw_parameter(name), reference.raw_parameter(name), rtol=0, atol=1e-6)
+    # Only the newest periodic checkpoint is kept.
+    assert train.checkpoint_iterations_in(uninterrupted) == [100]
+
+
+def test_checkpoints_hold_the_full_training_state(tiny_scene, tmp_path, capsys):
+    model_path = str(tmp_path / "run")
+    train.main(["-s", tiny_scene, "-m", model_path, "--iterations", "30", "--checkpoint_interval", "0",
+                "--checkpoint_iterations", "10", "20"] + SHORT_SCHEDULE)
+    assert train.checkpoint_iterations_in(model_path) == [10, 20]
+    state = train.load_checkpoint(train.checkpoint_path(model_path, 20))
+    assert state["iteration"] == 20
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    # Eight training views drawn without repeats: 20 draws leave 4 of the third round.
+    assert len(state["sampler"]["remaining"]) == 4
+    assert state["gaussians"]["optimizer"]["state"], "Adam moments are saved"
+    assert state["gaussians"]["xyz_gradient_accum"].shape == (state["gaussians"]["params"]["xyz"].shape[0], 1)
+
+    expect_cli_error(["-s", tiny_scene, "-m", model_path, "--resume", "--device", "cpu", "--sh_degree", "2"], capsys,
+                     "chkpnt20.pth", "SH degree 1", "--sh_degree 2")
+
+
+def expect_cli_error(argv, capsys, *fragments):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert exit_info.value.code != 0
+    message = capsys.readouterr().err + (exit_info.value.code if isinstance(exit_info.value.code, str) else "")
+    for fragment in fragments:
+        assert fragment in message
+    return message
+
+
+def test_missing_source_folder(tmp_path, capsys):
+    expect_cli_error(["-s", str(tmp_path / "no_such_scene")], capsys, "no_such_scene", "is not a folder")
+
+
+@pytest.mark.parametrize("mode", ["defocus", "motion"])
+def test_blur_modes_of_later_versions_are_refused(tiny_scene, tmp_path, capsys, mode):
+    expect_cli_error(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--blur", mode], capsys,
+                     f"--blur {mode} is not implemented in this version; use --blur none")
+
+
+@pytest.mark.parametrize("resolution", ["3", "-2", "0"])
+def test_bad_resolution(tiny_scene, tmp_path, capsys, resolution):
+    message = expect_cli_error(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--resolution", resolution,
+                                "--device", "cpu"], capsys)
+    assert "resolution" in message.lower()
+
+
+def test_non_numeric_resolution(tiny_scene, capsys):
+    expect_cli_error(["-s", tiny_scene, "--resolution", "quarter"], capsys, "--resolution", "quarter")
+
+
+def test_resume_without_checkpoint(tiny_scene, tmp_path, capsys):
+    expect_cli_error(["-s", tiny_scene, "-m", str(tmp_path / "empty"), "--resume", "--device", "cpu"], capsys,
+                     "no chkpnt<N>.pth checkpoint", "empty")
+
+
+def test_resume_from_a_damaged_checkpoint(tiny_scene, tmp_path, capsys):
+    model_path = tmp_path / "damaged"
+    model_path.mkdir()
+    (model_path / "chkpnt40.pth").write_bytes(b"truncated")
+    expect_cli_error(["-s", tiny_scene, "-m", str(model_path), "--resume", "--device", "cpu"], capsys,
+                     "chkpnt40.pth", "cannot read checkpoint")
+
+
+def test_command_line_reports_errors_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", "-s", str(tmp_path / "missing"), "--device", "cpu"],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "missing is not a folder" in result.stderr

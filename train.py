@@ -1,0 +1,348 @@
+"""Train 3D Gaussians on a scene.
+
+    python train.py -s data/scene [-m output/name] [--blur none] [--iterations 20000] [--resolution 4] [--eval]
+"""
+
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from argparse import ArgumentParser, Namespace
+from datetime import datetime
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import metrics
+from arguments import ModelParams, OptimizationParams, PipelineParams
+from gaussian_renderer import render
+from metrics import MetricsError
+from scene.dataset_readers import DatasetError
+from scene.gaussian_model import GaussianModel, PlyFormatError
+from scene.scene import Scene
+
+BLUR_MODES = ("none", "defocus", "motion")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: a missing or unreadable checkpoint, a diverged loss, no Gaussians left."""
+
+
+class CameraSampler:
+    """Draws training views in random order, every view once before any repeats (3DGS's shrinking view stack),
+    from its own generator so that its position in the sequence can be checkpointed."""
+
+    def __init__(self, view_count, seed):
+        self.view_count = view_count
+        self.generator = np.random.default_rng(seed)
+        self.remaining = []
+
+    def next_index(self):
+        if not self.remaining:
+            self.remaining = self.generator.permutation(self.view_count).tolist()
+        return self.remaining.pop()
+
+    def state_dict(self):
+        return {
+            "view_count": self.view_count,
+            "remaining": list(self.remaining),
+            "generator": self.generator.bit_generator.state,
+        }
+
+    def load_state_dict(self, state):
+        if state["view_count"] != self.view_count:
+            raise ValueError(
+                f"the checkpoint was trained on {state['view_count']} views but the scene now has {self.view_count}"
+            )
+        self.remaining = list(state["remaining"])
+        self.generator.bit_generator.state = state["generator"]
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def capture_rng_states():
+    # The numpy state is stored as plain lists so that checkpoints load with torch.load(weights_only=True).
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states):
+    random.setstate(states["python"])
+    numpy_state = dict(states["numpy"])
+    numpy_state["state"] = dict(numpy_state["state"], key=np.array(numpy_state["state"]["key"], dtype=np.uint32))
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def checkpoint_path(model_path, iteration):
+    return os.path.join(model_path, f"chkpnt{iteration}.pth")
+
+
+def checkpoint_iterations_in(model_path):
+    if not os.path.isdir(model_path):
+        return []
+    found = (re.fullmatch(r"chkpnt(\d+)\.pth", name) for name in os.listdir(model_path))
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def save_checkpoint(path, state):
+    """Write atomically: a run killed mid-write leaves the previous checkpoint intact and no partial file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".chkpnt-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+CHECKPOINT_KEYS = ("iteration", "train_seconds", "gaussians", "sampler", "rng")
+
+
+def load_checkpoint(path):
+    """The checkpoint's tensors stay on the CPU, where RNG states must be; restoring moves the rest."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise TrainingError(f"{path}: cannot read checkpoint ({error})") from error
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+        raise TrainingError(f"{path}: not a checkpoint written by train.py")
+    return state
+
+
+def training_loss(image, gt_image, lambda_dssim):
+    l1 = torch.abs(image - gt_image).mean()
+    return (1.0 - lambda_dssim) * l1 + lambda_dssim * (1.0 - metrics.ssim(image, gt_image))
+
+
+def evaluate(scene, gaussians, background, pipe, iteration, train_seconds, lpips_weights):
+    """Render every test view, score it under both metric protocols and write <model>/results_<iteration>.json."""
+    params = gaussians.render_params()
+    pairs = {}
+    for camera in scene.test_cameras:
+        image = render(camera, params, background, pipe.backend).image.clamp(0.0, 1.0)
+        pairs[camera.image_name] = (image, camera.original_image)
+    per_view = metrics.evaluate_images(pairs, lpips_weights=lpips_weights)
+    path = os.path.join(scene.model_path, f"results_{iteration}.json")
+    metrics.write_results(path, per_view, iteration, gaussians.num_points, train_seconds)
+    return path
+
+
+def adaptive_density_control(iteration, gaussians, opt, scene_extent, white_background):
+    """The 3DGS schedule of densification rounds and opacity resets, for an iteration before densify_until_iter."""
+    if iteration > opt.densify_from_iter and iteration % opt.densification_interval == 0:
+        size_threshold = opt.max_screen_size if iteration > opt.opacity_reset_interval else None
+        gaussians.densify_and_prune(opt.densify_grad_threshold, opt.min_opacity, scene_extent, size_threshold)
+        if gaussians.num_points == 0:
+            raise TrainingError(
+                f"every Gaussian was pruned at iteration {iteration}; lower --min_opacity or --max_screen_size"
+            )
+    # As in 3DGS, white-background scenes get one extra reset when densification starts.
+    if opt.opacity_reset_interval and (
+        iteration % opt.opacity_reset_interval == 0 or (white_background and iteration == opt.densify_from_iter)
+    ):
+        gaussians.reset_opacity()
+
+
+def training(dataset, opt, pipe, run):
+    """Optimise Gaussians for dataset.source_path; run holds the train.py-only options (iterations to save,
+    test and checkpoint at, seed, resume)."""
+    device = torch.device(dataset.device)
+    seed_everything(run.seed)
+    gaussians = GaussianModel(dataset.sh_degree, device)
+    scene = Scene(dataset, gaussians)
+    gaussians.training_setup(opt)
+    sampler = CameraSampler(len(scene.train_cameras), run.seed)
+    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+
+    first_iter = 0
+    train_seconds = 0.0
+    if run.resume:
+        saved = checkpoint_iterations_in(dataset.model_path)
+        if not saved:
+            raise TrainingError(f"--resume: no chkpnt<N>.pth checkpoint in {dataset.model_path}")
+        path = checkpoint_path(dataset.model_path, saved[-1])
+        state = load_checkpoint(path)
+        try:
+            gaussians.restore(state["gaussians"], opt)
+            sampler.load_state_dict(state["sampler"])
+        except ValueError as error:
+            raise TrainingError(f"{path}: cannot continue this run: {error}") from error
+        restore_rng_states(state["rng"])
+        first_iter = state["iteration"]
+        train_seconds = state["train_seconds"]
+        print(f"Resuming from {path} (iteration {first_iter})")
+    elif 0 in run.test_iterations and scene.test_cameras:
+        evaluate(scene, gaussians, background, pipe, 0, train_seconds, run.lpips_weights)
+
+    if not scene.test_cameras and run.test_iterations:
+        print("No test views (train.py without --eval trains on every view): skipping evaluation")
+
+    progress = tqdm(
+        range(first_iter + 1, opt.iterations + 1), initial=first_iter, total=opt.iterations, desc="Training"
+    )
+    ema_loss = ema_psnr = None
+    for iteration in progress:
+        started = time.perf_counter()
+        gaussians.update_learning_rate(iteration)
+        if iteration % opt.sh_degree_interval == 0:
+            gaussians.oneup_sh_degree()
+
+        camera = scene.train_cameras[sampler.next_index()]
+        # The hook for blur models: they will map these parameters to the ones actually rendered.
+        params = gaussians.render_params()
+        out = render(camera, params, background, pipe.backend)
+        loss = training_loss(out.image, camera.original_image, opt.lambda_dssim)
+        loss.backward()
+
+        with torch.no_grad():
+            loss_value = loss.item()
+            if not np.isfinite(loss_value):
+                raise TrainingError(f"the loss became {loss_value} at iteration {iteration}")
+            if iteration < opt.densify_until_iter:
+                gaussians.add_densification_stats(out.means2d.grad, out.radii, camera.width, camera.height)
+            gaussians.optimizer.step()
+            gaussians.optimizer.zero_grad(set_to_none=True)
+            if iteration < opt.densify_until_iter:
+                adaptive_density_control(iteration, gaussians, opt, scene.cameras_extent, dataset.white_background)
+            train_seconds += time.perf_counter() - started
+
+            psnr_value = metrics.psnr(out.image.clamp(0.0, 1.0), camera.original_image).item()
+            ema_loss = loss_value if ema_loss is None else 0.4 * loss_value + 0.6 * ema_loss
+            ema_psnr = psnr_value if ema_psnr is None else 0.4 * psnr_value + 0.6 * ema_psnr
+            if iteration % 10 == 0 or iteration == opt.iterations:
+                progress.set_postfix(
+                    loss=f"{ema_loss:.5f}", psnr=f"{ema_psnr:.2f}", gaussians=gaussians.num_points, refresh=False
+                )
+
+            if iteration in run.save_iterations:
+                scene.save(iteration)
+            if iteration in run.test_iterations and scene.test_cameras:
+                path = evaluate(scene, gaussians, background, pipe, iteration, train_seconds, run.lpips_weights)
+                tqdm.write(f"[iteration {iteration}] evaluation written to {path}")
+            periodic = run.checkpoint_interval > 0 and iteration % run.checkpoint_interval == 0
+            if periodic or iteration in run.checkpoint_iterations:
+                state = {
+                    "iteration": iteration,
+                    "train_seconds": train_seconds,
+                    "gaussians": gaussians.capture(),
+                    "sampler": sampler.state_dict(),
+                    "rng": capture_rng_states(),
+                }
+                save_checkpoint(checkpoint_path(dataset.model_path, iteration), state)
+                if periodic:
+                    remove_older_periodic_checkpoints(dataset.model_path, iteration, run.checkpoint_iterations)
+    progress.close()
+    print(f"Training complete: {gaussians.num_points} Gaussians, {train_seconds:.1f} s of optimisation")
+    return gaussians, scene
+
+
+def remove_older_periodic_checkpoints(model_path, newest, requested_iterations):
+    """Keep disk use bounded: only the newest periodic checkpoint is needed to resume; those at requested
+    --checkpoint_iterations stay."""
+    for iteration in checkpoint_iterations_in(model_path):
+        if iteration < newest and iteration not in requested_iterations:
+            os.remove(checkpoint_path(model_path, iteration))
+
+
+def build_parser():
+    parser = ArgumentParser(description="Train 3D Gaussians on a scene")
+    model_params = ModelParams(parser)
+    optimization_params = OptimizationParams(parser)
+    pipeline_params = PipelineParams(parser)
+    parser.add_argument("--blur", choices=BLUR_MODES, default="none", help="blur model used during training")
+    parser.add_argument("--test_iterations", nargs="+", type=int, default=[7_000, 30_000],
+                        help="iterations after which the test views are evaluated (0: before training)")
+    parser.add_argument("--save_iterations", nargs="+", type=int, default=[7_000, 30_000],
+                        help="iterations after which the Gaussians are saved (the last one always is)")
+    parser.add_argument("--checkpoint_iterations", nargs="+", type=int, default=[],
+                        help="iterations whose checkpoints are kept")
+    parser.add_argument("--checkpoint_interval", type=int, default=1000,
+                        help="write a checkpoint every this many iterations, replacing the previous one; 0 disables")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in -m")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random number generator")
+    parser.add_argument("--lpips_weights", nargs="+", default=None, metavar="FILE",
+                        help="local LPIPS AlexNet weights for evaluation: one combined file, or the linear heads "
+                             "followed by the AlexNet backbone (see metrics.LPIPS)")
+    return parser, model_params, optimization_params, pipeline_params
+
+
+def parse_args(argv=None):
+    parser, model_params, optimization_params, pipeline_params = build_parser()
+    args = parser.parse_args(argv)
+    if args.blur != "none":
+        parser.error(f"--blur {args.blur} is not implemented in this version; use --blur none")
+    if not args.source_path:
+        parser.error("-s/--source_path is required")
+    if not os.path.isdir(args.source_path):
+        parser.error(f"-s/--source_path: {args.source_path} is not a folder")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available; use --device cpu")
+    if not 0 <= args.sh_degree <= 3:
+        parser.error(f"--sh_degree must be between 0 and 3, got {args.sh_degree}")
+    if args.iterations < 1:
+        parser.error(f"--iterations must be positive, got {args.iterations}")
+    if args.checkpoint_interval < 0:
+        parser.error(f"--checkpoint_interval must be 0 or positive, got {args.checkpoint_interval}")
+    if args.lpips_weights is not None:
+        if len(args.lpips_weights) > 2:
+            parser.error("--lpips_weights takes one combined file or two files (linear heads, AlexNet backbone)")
+        for path in args.lpips_weights:
+            if not os.path.isfile(path):
+                parser.error(f"--lpips_weights: {path} is not a file")
+    if args.resume and not args.model_path:
+        parser.error("--resume needs -m/--model_path, the folder of the run to continue")
+    if not args.model_path:
+        scene_name = os.path.basename(os.path.normpath(args.source_path))
+        args.model_path = os.path.join("output", f"{scene_name}-{datetime.now():%Y%m%d-%H%M%S}")
+    args.save_iterations = sorted(set(args.save_iterations) | {args.iterations})
+    return args, model_params.extract(args), optimization_params.extract(args), pipeline_params.extract(args)
+
+
+def lpips_weights_argument(paths):
+    """metrics.evaluate_images takes one combined weights file as a path, two as a (heads, backbone) pair."""
+    if paths is None:
+        return None
+    return paths[0] if len(paths) == 1 else tuple(paths)
+
+
+def main(argv=None):
+    args, dataset, opt, pipe = parse_args(argv)
+    print(f"Output folder: {args.model_path}")
+    os.makedirs(args.model_path, exist_ok=True)
+    with open(os.path.join(args.model_path, "cfg_args"), "w") as file:
+        file.write(str(Namespace(**vars(args))))
+    run = Namespace(
+        seed=args.seed,
+        resume=args.resume,
+        test_iterations=set(args.test_iterations),
+        save_iterations=set(args.save_iterations),
+        checkpoint_iterations=set(args.checkpoint_iterations),
+        checkpoint_interval=args.checkpoint_interval,
+        lpips_weights=lpips_weights_argument(args.lpips_weights),
+    )
+    try:
+        training(dataset, opt, pipe, run)
+    except (DatasetError, MetricsError, PlyFormatError, TrainingError) as error:
+        sys.exit(f"train.py: error: {error}")
+
+
+if __name__ == "__main__":
+    main()
