@@ -14,7 +14,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC := $(CUDA_HOME)/bin/nvcc
 export CUDA_HOME
 
-.PHONY: demo test setup native-test python-test bench bench-data clean
+.PHONY: demo test setup browser native-test python-test bench bench-data clean
 
 demo: setup
 	$(PY) $(RASTERIZER)/examples/render_procedural_scene.py --out output/demo
@@ -47,11 +47,19 @@ native-test:
 	cmake --build $(NATIVE_BUILD) -j2 && \
 	ctest --test-dir $(NATIVE_BUILD) --output-on-failure
 
-python-test: setup
+python-test: setup browser
 	$(PY) -m pytest -q $(RASTERIZER)/tests tests
+
+# The viewer is tested in a real headless browser: Debian's Chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 bench: setup
 	$(PY) bench/rasterizer.py --json output/bench/rasterizer.json
+
+# The synthetic benchmark suite: 4 layouts x {defocus, motion}, regenerated only where missing or changed.
+bench-data: setup
+	$(PY) -m scene.synthetic --suite bench --out data/bench
 
 clean:
 	rm -rf $(NATIVE_BUILD) output

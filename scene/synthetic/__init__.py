@@ -1,0 +1,12 @@
+"""Synthetic blur benchmark scenes with known sharp ground truth, written in the Deblur-NeRF layout.
+
+    python -m scene.synthetic --blur defocus --preset tiny --out data/tiny_defocus --seed 0
+    python -m scene.synthetic --suite bench --out data/bench
+"""
+
+from .config import BLUR_TYPES, PRESETS, SceneConfig, SyntheticSceneError, preset_config
+from .generator import generate_scene, generate_suite, view_name
+from .layouts import LAYOUTS
+
+__all__ = ["BLUR_TYPES", "LAYOUTS", "PRESETS", "SceneConfig", "SyntheticSceneError", "generate_scene",
+           "generate_suite", "preset_config", "view_name"]
