@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from argparse import ArgumentParser
 
 import imageio.v3 as iio
@@ -23,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
+
+from utils.atomic_file import atomic_write
 
 PROTOCOLS = {
     "3dgs": "PSNR over all pixels and channels; SSIM with an 11x11 Gaussian window (sigma 1.5); "
@@ -272,18 +273,8 @@ def write_results(path, per_view, iteration, num_gaussians, train_seconds):
         "mean": mean_scores(per_view),
         "per_view": per_view,
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".results-", suffix=".json")
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            json.dump(json_safe(results), file, indent=2, allow_nan=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path, "w") as file:
+        json.dump(json_safe(results), file, indent=2, allow_nan=False)
 
 
 # ---- command line ----
