@@ -17,7 +17,7 @@ export CUDA_HOME
 .PHONY: demo test setup browser native-test python-test bench bench-data clean
 
 demo: setup
-	$(PY) $(RASTERIZER)/examples/render_procedural_scene.py --out output/demo
+	$(PY) demo.py --out output/demo
 
 test: setup native-test python-test
 

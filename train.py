@@ -1,15 +1,17 @@
-"""Train 3D Gaussians on a scene.
+"""Train 3D Gaussians on a scene, optionally with the blur model of Deblurring 3D Gaussian Splatting.
 
     python train.py -s data/scene [-m output/name] [--blur none] [--iterations 20000] [--resolution 4] [--eval]
+    python train.py -s data/scene --config synthetic_defocus [--iterations 3000]
 """
 
+import copy
 import os
 import random
 import re
 import sys
 import tempfile
 import time
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentError, ArgumentParser, Namespace
 from datetime import datetime
 
 import numpy as np
@@ -18,14 +20,26 @@ from tqdm import tqdm
 
 import metrics
 from arguments import ModelParams, OptimizationParams, PipelineParams
+from blur import (
+    DEBLUR_TRAINING_DEFAULTS,
+    AugmentationError,
+    BlurModel,
+    BlurParams,
+    PresetError,
+    augment_points,
+    blur_model_path,
+    blur_model_state,
+    mean_image,
+    prune_by_depth_scaled_opacity,
+    read_preset,
+    save_blur_model,
+)
+from blur.presets import as_arguments, preset_path
 from gaussian_renderer import render
 from metrics import MetricsError
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import Scene
-
-BLUR_MODES = ("none", "defocus", "motion")
-
 
 class TrainingError(RuntimeError):
     """Training cannot go on: a missing or unreadable checkpoint, a diverged loss, no Gaussians left."""
@@ -145,11 +159,21 @@ def evaluate(scene, gaussians, background, pipe, iteration, train_seconds, lpips
     return path
 
 
-def adaptive_density_control(iteration, gaussians, opt, scene_extent, white_background):
-    """The 3DGS schedule of densification rounds and opacity resets, for an iteration before densify_until_iter."""
+def adaptive_density_control(iteration, gaussians, opt, scene_extent, white_background, depth_prune_range=None):
+    """The 3DGS schedule of densification rounds and opacity resets, for an iteration before densify_until_iter.
+
+    With depth_prune_range (deblurring runs), the opacity threshold of each Gaussian is scaled down with its depth
+    (see blur.depth_scaled_thresholds) instead of being --min_opacity for all.
+    """
     if iteration > opt.densify_from_iter and iteration % opt.densification_interval == 0:
         size_threshold = opt.max_screen_size if iteration > opt.opacity_reset_interval else None
-        gaussians.densify_and_prune(opt.densify_grad_threshold, opt.min_opacity, scene_extent, size_threshold)
+        if depth_prune_range is None:
+            gaussians.densify_and_prune(opt.densify_grad_threshold, opt.min_opacity, scene_extent, size_threshold)
+        else:
+            # No opacity is below 0: this densifies (and prunes by size) only, so that the depth-scaled thresholds
+            # are computed for the densified set, as the official code does.
+            gaussians.densify_and_prune(opt.densify_grad_threshold, 0.0, scene_extent, size_threshold)
+            prune_by_depth_scaled_opacity(gaussians, opt.min_opacity, depth_prune_range)
         if gaussians.num_points == 0:
             raise TrainingError(
                 f"every Gaussian was pruned at iteration {iteration}; lower --min_opacity or --max_screen_size"
@@ -161,14 +185,82 @@ def adaptive_density_control(iteration, gaussians, opt, scene_extent, white_back
         gaussians.reset_opacity()
 
 
-def training(dataset, opt, pipe, run):
+def accumulate_densification_stats(gaussians, outputs, camera):
+    """Add the screen-space gradients of every render of one training image. Together the renders count as one
+    observation: each adds 1/len(outputs) to the denominator of the Gaussians it shows, as the official code
+    counts the moments of a motion-blurred image."""
+    denom_before = gaussians.denom.clone()
+    for output in outputs:
+        gaussians.add_densification_stats(output.means2d.grad, output.radii, camera.width, camera.height)
+    if len(outputs) > 1:
+        gaussians.denom = denom_before + (gaussians.denom - denom_before) / len(outputs)
+
+
+def render_training_view(camera, params, blur_model, background, backend):
+    """The image compared with camera's photo, and the renders it is the mean of: the plain Gaussians without a
+    blur model, otherwise the blur model's transformed Gaussians (one render for defocus, M + 1 for motion)."""
+    rendered = [params] if blur_model is None else blur_model.blurred_params(params, camera)
+    outputs = [render(camera, moment, background, backend) for moment in rendered]
+    return mean_image(outputs), outputs
+
+
+def create_blur_model(blur_args, device):
+    """The blur MLP and its optimizer (Adam with the Gaussians' epsilon), or (None, None) for --blur none."""
+    if blur_args.blur == "none":
+        return None, None
+    blur_model = BlurModel(
+        blur_args.blur,
+        num_moments=blur_args.num_moments,
+        lambda_s=blur_args.lambda_s,
+        lambda_p=blur_args.lambda_p,
+        max_clamp=blur_args.max_clamp,
+        normalize_rotations=blur_args.normalize_rotations,
+        initial_scale_factor=blur_args.initial_scale_factor,
+    ).to(device)
+    return blur_model, blur_optimizer(blur_model, blur_args)
+
+
+def blur_optimizer(blur_model, blur_args):
+    return torch.optim.Adam(blur_model.parameters(), lr=blur_args.blur_lr, eps=1e-15)
+
+
+def capture_blur(blur_model, optimizer):
+    if blur_model is None:
+        return None
+    # state_dict() hands out the live moment tensors, which later steps update in place.
+    return dict(blur_model_state(blur_model), optimizer=copy.deepcopy(optimizer.state_dict()))
+
+
+def restore_blur(state, blur_model, optimizer, path):
+    """Load the blur part of a checkpoint into blur_model and its optimizer, checking that both runs agree."""
+    saved_mode = "none" if state is None else state["mode"]
+    current_mode = "none" if blur_model is None else blur_model.mode
+    if saved_mode != current_mode:
+        raise TrainingError(f"{path}: the checkpoint was trained with --blur {saved_mode}, not --blur {current_mode}")
+    if blur_model is None:
+        return
+    saved_moments = state["hyperparameters"]["num_moments"]
+    if blur_model.mode == "motion" and saved_moments != blur_model.num_moments:
+        raise TrainingError(
+            f"{path}: the checkpoint's blur model has --num_moments {saved_moments}, not {blur_model.num_moments}"
+        )
+    blur_model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+
+
+def training(dataset, opt, pipe, run, blur_args):
     """Optimise Gaussians for dataset.source_path; run holds the train.py-only options (iterations to save,
-    test and checkpoint at, seed, resume)."""
+    test and checkpoint at, seed, resume), blur_args the BlurParams."""
     device = torch.device(dataset.device)
     seed_everything(run.seed)
     gaussians = GaussianModel(dataset.sh_degree, device)
     scene = Scene(dataset, gaussians)
+    # The KNN augmentation samples the box of the SfM points, which the Gaussians are now initialised from; a
+    # copy, since the optimizer updates the positions in place.
+    initial_points = gaussians.get_xyz.detach().cpu().numpy().copy()
     gaussians.training_setup(opt)
+    blur_model, blur_model_optimizer = create_blur_model(blur_args, device)
+    depth_prune_range = None if blur_model is None else blur_args.depth_prune_range
     sampler = CameraSampler(len(scene.train_cameras), run.seed)
     background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
 
@@ -185,6 +277,7 @@ def training(dataset, opt, pipe, run):
             sampler.load_state_dict(state["sampler"])
         except ValueError as error:
             raise TrainingError(f"{path}: cannot continue this run: {error}") from error
+        restore_blur(state.get("blur"), blur_model, blur_model_optimizer, path)
         restore_rng_states(state["rng"])
         first_iter = state["iteration"]
         train_seconds = state["train_seconds"]
@@ -206,10 +299,9 @@ def training(dataset, opt, pipe, run):
             gaussians.oneup_sh_degree()
 
         camera = scene.train_cameras[sampler.next_index()]
-        # The hook for blur models: they will map these parameters to the ones actually rendered.
-        params = gaussians.render_params()
-        out = render(camera, params, background, pipe.backend)
-        loss = training_loss(out.image, camera.original_image, opt.lambda_dssim)
+        image, outputs = render_training_view(camera, gaussians.render_params(), blur_model, background,
+                                              pipe.backend)
+        loss = training_loss(image, camera.original_image, opt.lambda_dssim)
         loss.backward()
 
         with torch.no_grad():
@@ -217,14 +309,27 @@ def training(dataset, opt, pipe, run):
             if not np.isfinite(loss_value):
                 raise TrainingError(f"the loss became {loss_value} at iteration {iteration}")
             if iteration < opt.densify_until_iter:
-                gaussians.add_densification_stats(out.means2d.grad, out.radii, camera.width, camera.height)
+                accumulate_densification_stats(gaussians, outputs, camera)
             gaussians.optimizer.step()
             gaussians.optimizer.zero_grad(set_to_none=True)
+            if blur_model is not None:
+                blur_model_optimizer.step()
+                blur_model_optimizer.zero_grad(set_to_none=True)
             if iteration < opt.densify_until_iter:
-                adaptive_density_control(iteration, gaussians, opt, scene.cameras_extent, dataset.white_background)
+                adaptive_density_control(iteration, gaussians, opt, scene.cameras_extent, dataset.white_background,
+                                         depth_prune_range)
+            if blur_model is not None and iteration == blur_args.knn_iteration:
+                drawn, added = augment_points(
+                    gaussians, initial_points, opt, blur_args.knn_neighbours, blur_args.knn_max_distance,
+                    blur_args.knn_rate, blur_args.knn_max_points, blur_args.knn_color_weights,
+                )
+                # The official code keeps the MLP in the optimizer it rebuilds here: the MLP's Adam state restarts.
+                blur_model_optimizer = blur_optimizer(blur_model, blur_args)
+                tqdm.write(f"[iteration {iteration}] KNN augmentation: {added} of {drawn} drawn points kept, "
+                           f"{gaussians.num_points} Gaussians reset")
             train_seconds += time.perf_counter() - started
 
-            psnr_value = metrics.psnr(out.image.clamp(0.0, 1.0), camera.original_image).item()
+            psnr_value = metrics.psnr(image.clamp(0.0, 1.0), camera.original_image).item()
             ema_loss = loss_value if ema_loss is None else 0.4 * loss_value + 0.6 * ema_loss
             ema_psnr = psnr_value if ema_psnr is None else 0.4 * psnr_value + 0.6 * ema_psnr
             if iteration % 10 == 0 or iteration == opt.iterations:
@@ -234,6 +339,8 @@ def training(dataset, opt, pipe, run):
 
             if iteration in run.save_iterations:
                 scene.save(iteration)
+                if blur_model is not None:
+                    save_blur_model(blur_model, blur_model_path(scene.model_path, iteration))
             if iteration in run.test_iterations and scene.test_cameras:
                 path = evaluate(scene, gaussians, background, pipe, iteration, train_seconds, run.lpips_weights)
                 tqdm.write(f"[iteration {iteration}] evaluation written to {path}")
@@ -245,13 +352,14 @@ def training(dataset, opt, pipe, run):
                     "gaussians": gaussians.capture(),
                     "sampler": sampler.state_dict(),
                     "rng": capture_rng_states(),
+                    "blur": capture_blur(blur_model, blur_model_optimizer),
                 }
                 save_checkpoint(checkpoint_path(dataset.model_path, iteration), state)
                 if periodic:
                     remove_older_periodic_checkpoints(dataset.model_path, iteration, run.checkpoint_iterations)
     progress.close()
     print(f"Training complete: {gaussians.num_points} Gaussians, {train_seconds:.1f} s of optimisation")
-    return gaussians, scene
+    return gaussians, scene, blur_model
 
 
 def remove_older_periodic_checkpoints(model_path, newest, requested_iterations):
@@ -262,12 +370,16 @@ def remove_older_periodic_checkpoints(model_path, newest, requested_iterations):
             os.remove(checkpoint_path(model_path, iteration))
 
 
-def build_parser():
-    parser = ArgumentParser(description="Train 3D Gaussians on a scene")
+def build_parser(exit_on_error=True):
+    parser = ArgumentParser(description="Train 3D Gaussians on a scene", exit_on_error=exit_on_error)
     model_params = ModelParams(parser)
     optimization_params = OptimizationParams(parser)
     pipeline_params = PipelineParams(parser)
-    parser.add_argument("--blur", choices=BLUR_MODES, default="none", help="blur model used during training")
+    blur_params = BlurParams(parser)
+    parser.add_argument("--config", default=None, metavar="PRESET",
+                        help="deblurring preset: real_defocus, real_motion, synthetic_defocus, synthetic_motion "
+                             "(blur/configs/) or a JSON file of option values; options typed on the command line "
+                             "override it")
     parser.add_argument("--test_iterations", nargs="+", type=int, default=[7_000, 30_000],
                         help="iterations after which the test views are evaluated (0: before training)")
     parser.add_argument("--save_iterations", nargs="+", type=int, default=[7_000, 30_000],
@@ -281,14 +393,47 @@ def build_parser():
     parser.add_argument("--lpips_weights", nargs="+", default=None, metavar="FILE",
                         help="local LPIPS AlexNet weights for evaluation: one combined file, or the linear heads "
                              "followed by the AlexNet backbone (see metrics.LPIPS)")
-    return parser, model_params, optimization_params, pipeline_params
+    return parser, model_params, optimization_params, pipeline_params, blur_params
+
+
+# Options that describe one run's own files and actions rather than a way of training.
+RUN_SPECIFIC_OPTIONS = ("source_path", "model_path", "config", "resume")
+
+
+def preset_arguments(parser, name_or_path):
+    """The command-line tokens of a --config preset, each checked as if it had been typed."""
+    path = preset_path(name_or_path)
+    preset = read_preset(path)
+    known = vars(parser.parse_args([]))
+    for name in preset:
+        if name not in known or name in RUN_SPECIFIC_OPTIONS:
+            raise PresetError(f"{path}: {name!r} is not an option a preset can set")
+    tokens = as_arguments(preset)
+    try:
+        build_parser(exit_on_error=False)[0].parse_args(tokens)
+    except ArgumentError as error:
+        raise PresetError(f"{path}: {error}") from None
+    return tokens
 
 
 def parse_args(argv=None):
-    parser, model_params, optimization_params, pipeline_params = build_parser()
+    """Options in increasing priority: train.py's defaults, the official deblurring defaults (for a run with a blur
+    model or a preset, see blur.DEBLUR_TRAINING_DEFAULTS), the --config preset, the command line."""
+    parser, model_params, optimization_params, pipeline_params, blur_params = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.blur != "none":
-        parser.error(f"--blur {args.blur} is not implemented in this version; use --blur none")
+    layers = []
+    if args.config is not None:
+        try:
+            layers = preset_arguments(parser, args.config)
+        except PresetError as error:
+            parser.error(str(error))
+        # The preset may choose the blur mode, on which the next layer depends.
+        args = parser.parse_args(layers + argv)
+    if args.blur != "none" or args.config is not None:
+        args = parser.parse_args(as_arguments(DEBLUR_TRAINING_DEFAULTS) + layers + argv)
+    for problem in BlurParams.problems(args):
+        parser.error(problem)
     if not args.source_path:
         parser.error("-s/--source_path is required")
     if not os.path.isdir(args.source_path):
@@ -313,7 +458,8 @@ def parse_args(argv=None):
         scene_name = os.path.basename(os.path.normpath(args.source_path))
         args.model_path = os.path.join("output", f"{scene_name}-{datetime.now():%Y%m%d-%H%M%S}")
     args.save_iterations = sorted(set(args.save_iterations) | {args.iterations})
-    return args, model_params.extract(args), optimization_params.extract(args), pipeline_params.extract(args)
+    return (args, model_params.extract(args), optimization_params.extract(args), pipeline_params.extract(args),
+            blur_params.extract(args))
 
 
 def lpips_weights_argument(paths):
@@ -324,7 +470,7 @@ def lpips_weights_argument(paths):
 
 
 def main(argv=None):
-    args, dataset, opt, pipe = parse_args(argv)
+    args, dataset, opt, pipe, blur_args = parse_args(argv)
     print(f"Output folder: {args.model_path}")
     os.makedirs(args.model_path, exist_ok=True)
     with open(os.path.join(args.model_path, "cfg_args"), "w") as file:
@@ -339,8 +485,8 @@ def main(argv=None):
         lpips_weights=lpips_weights_argument(args.lpips_weights),
     )
     try:
-        training(dataset, opt, pipe, run)
-    except (DatasetError, MetricsError, PlyFormatError, TrainingError) as error:
+        training(dataset, opt, pipe, run, blur_args)
+    except (AugmentationError, DatasetError, MetricsError, PlyFormatError, TrainingError) as error:
         sys.exit(f"train.py: error: {error}")
 
 

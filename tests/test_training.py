@@ -149,12 +149,6 @@ def test_missing_source_folder(tmp_path, capsys):
     expect_cli_error(["-s", str(tmp_path / "no_such_scene")], capsys, "no_such_scene", "is not a folder")
 
 
-@pytest.mark.parametrize("mode", ["defocus", "motion"])
-def test_blur_modes_of_later_versions_are_refused(tiny_scene, tmp_path, capsys, mode):
-    expect_cli_error(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--blur", mode], capsys,
-                     f"--blur {mode} is not implemented in this version; use --blur none")
-
-
 @pytest.mark.parametrize("resolution", ["3", "-2", "0"])
 def test_bad_resolution(tiny_scene, tmp_path, capsys, resolution):
     message = expect_cli_error(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--resolution", resolution,

@@ -1,0 +1,264 @@
+"""Vanilla 3DGS against Deblurring 3DGS on the synthetic benchmark suite, for defocus and camera-motion blur.
+
+    python bench/deblur.py [--data data/bench] [--scenes gallery_defocus blocks_motion] [--blur defocus]
+                           [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--with-nerf]
+
+The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/. Each scene
+is trained with the synthetic_<blur> preset twice: "vanilla_3dgs" with --blur none (the same recipe without the
+blur MLP, the KNN augmentation and depth-scaled pruning) and "deblurring_3dgs" with the blur model; each --variant
+adds a deblurring run with extra train.py flags, e.g. --variant "live_scale=--initial_scale_factor 1.05".
+
+CPU scale by default: the official schedule compressed to --iterations (blur.cpu_scale_options). --full trains the
+paper's 20 000 iterations with the presets' own settings, on the GPU when there is one.
+
+Every model is scored on the held-out sharp views under both metric protocols (see metrics.py) and its render
+speed measured as render.py --fps-only does. Writes OUT/deblur_bench.json (one row per scene and method) and
+OUT/deblur_bench.md (the table, and per blur type the mean gain of deblurring over vanilla against the targets:
++2 dB PSNR on defocus, +3 dB on camera motion, equal FPS within noise).
+"""
+
+import os
+
+# OpenMP threads that spin while they wait starve each other when other jobs share the cores; see demo.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json
+import shlex
+import sys
+import tempfile
+from argparse import ArgumentParser
+
+import numpy as np
+import torch
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPOSITORY)
+
+import metrics
+import render as render_cli
+import train
+from blur.presets import OFFICIAL_ITERATIONS, as_arguments, cpu_scale_options
+from scene.gaussian_model import GaussianModel
+from scene.scene import Scene
+from scene.synthetic import BLUR_TYPES
+
+VANILLA, DEBLURRING = "vanilla_3dgs", "deblurring_3dgs"
+PSNR_TARGETS = {"defocus": 2.0, "motion": 3.0}
+# Published NeRF baselines are slow on a CPU; these two bracket them (vanilla, and the deblurring pioneer).
+DEFAULT_NERF_METHODS = ("nerf", "deblurnerf")
+
+
+class BenchmarkError(ValueError):
+    """A missing suite, an unknown scene name or an unusable option; the message says which."""
+
+
+def find_scenes(data, names, blur_types):
+    """(name, folder, blur) of the suite's scenes, filtered by folder name and blur type."""
+    if not os.path.isdir(data):
+        raise BenchmarkError(f"{data}: no benchmark suite here; generate it with "
+                             f"`python -m scene.synthetic --suite bench --out {data}` (make bench-data)")
+    found = {}
+    for name in sorted(os.listdir(data)):
+        folder = os.path.join(data, name)
+        blur = name.rsplit("_", 1)[-1]
+        if blur in BLUR_TYPES and os.path.isfile(os.path.join(folder, "scene.json")):
+            found[name] = (folder, blur)
+    unknown = sorted(set(names or ()) - set(found))
+    if unknown:
+        raise BenchmarkError(f"{data}: no scene {', '.join(unknown)} (found: {', '.join(found) or 'none'})")
+    return [(name, folder, blur) for name, (folder, blur) in found.items()
+            if (not names or name in names) and blur in blur_types]
+
+
+def parse_variant(text):
+    name, separator, flags = text.partition("=")
+    if not separator or not name or name in (VANILLA, DEBLURRING):
+        raise BenchmarkError(f"--variant {text!r}: expected NAME=FLAGS with a new name, e.g. "
+                             f"\"live_scale=--initial_scale_factor 1.05\"")
+    return name, shlex.split(flags)
+
+
+def method_arguments(method, variants):
+    if method == VANILLA:
+        return ["--blur", "none"]
+    return dict(variants).get(method, [])
+
+
+def training_arguments(scene_folder, blur, model_path, iterations, full, device, seed, lpips_weights):
+    schedule = {"iterations": iterations} if full else cpu_scale_options(iterations)
+    argv = ["-s", scene_folder, "-m", model_path, "--eval", "--config", f"synthetic_{blur}", "--device", device,
+            "--seed", str(seed), "--test_iterations", str(iterations), "--save_iterations", str(iterations),
+            "--checkpoint_interval", "0"] + as_arguments(schedule)
+    if lpips_weights:
+        argv += ["--lpips_weights"] + lpips_weights
+    return argv
+
+
+def run_row(scene_name, blur, method, argv, iterations, model_path, reuse, fps_frames):
+    """Train (unless reuse finds the run finished), then score and time the saved model: one result row."""
+    results_path = os.path.join(model_path, f"results_{iterations}.json")
+    if not (reuse and os.path.isfile(results_path)):
+        print(f"\n=== {scene_name} / {method}: train.py {shlex.join(argv)}")
+        train.main(argv)
+    with open(results_path) as file:
+        results = json.load(file)
+    _, dataset, _, pipe, _ = train.parse_args(argv)
+    with torch.no_grad():
+        gaussians = GaussianModel(dataset.sh_degree, dataset.device)
+        scene = Scene(dataset, gaussians, load_iteration=iterations)
+        background = torch.zeros(3, device=dataset.device)
+        speed = render_cli.measure_fps(scene.test_cameras, gaussians, background, pipe.backend,
+                                       torch.device(dataset.device), warmup_frames=5, timed_frames=fps_frames)
+    camera = scene.test_cameras[0]
+    return {
+        "scene": scene_name,
+        "blur": blur,
+        "method": method,
+        "iterations": iterations,
+        "train_seconds": results["train_seconds"],
+        "render_fps": speed["fps"],
+        "render_resolution": f"{camera.width}x{camera.height}",
+        "num_gaussians": gaussians.num_points,
+        "metrics": results["mean"],
+    }
+
+
+def nerf_rows(scene_folder, blur, methods, iterations, device, out_root):
+    try:
+        from baselines.nerf.benchmark import benchmark_rows
+    except ImportError as error:
+        raise BenchmarkError(f"--with-nerf: the NeRF baselines are unavailable ({error})") from None
+    try:
+        return benchmark_rows(scene_folder, blur, list(methods), iterations, device, out_root)
+    except ValueError as error:
+        raise BenchmarkError(f"--with-nerf: {error}") from None
+
+
+def summarise(rows):
+    """Per blur type: the mean PSNR gain of each method over vanilla 3DGS on the scenes both ran, under both
+    protocols, the mean FPS ratio, and whether the PSNR target of the deblurring method is met."""
+    summary = {}
+    by_key = {(row["scene"], row["method"]): row for row in rows}
+    for blur in BLUR_TYPES:
+        scenes = sorted({row["scene"] for row in rows if row["blur"] == blur and row["method"] == VANILLA})
+        methods = sorted({row["method"] for row in rows if row["blur"] == blur and row["method"] != VANILLA})
+        for method in methods:
+            paired = [(by_key[(scene, VANILLA)], by_key[(scene, method)]) for scene in scenes
+                      if (scene, method) in by_key]
+            if not paired:
+                continue
+            gains = {protocol: float(np.mean([ours["metrics"][protocol]["psnr"] - vanilla["metrics"][protocol]["psnr"]
+                                              for vanilla, ours in paired]))
+                     for protocol in metrics.PROTOCOLS}
+            fps_ratio = float(np.mean([ours["render_fps"] / vanilla["render_fps"] for vanilla, ours in paired]))
+            summary[f"{blur}/{method}"] = {
+                "scenes": [vanilla["scene"] for vanilla, _ in paired],
+                "psnr_gain": gains,
+                "psnr_target": PSNR_TARGETS[blur],
+                "psnr_target_met": gains["deblur_nerf"] >= PSNR_TARGETS[blur],
+                "fps_ratio": fps_ratio,
+            }
+    return summary
+
+
+def score(value, digits):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(rows, summary, settings):
+    lines = [f"# Deblurring benchmark ({settings['scale']}, {settings['device']})", "",
+             "PSNR/SSIM on held-out sharp views. DN: Deblur-NeRF protocol (mean per-channel PSNR, scikit-image SSIM); "
+             "3DGS: 3DGS protocol (global PSNR, 11x11 Gaussian SSIM). LPIPS: AlexNet, when weights were given.", "",
+             "| scene | method | iterations | PSNR DN | SSIM DN | PSNR 3DGS | SSIM 3DGS | LPIPS | train s | "
+             "Gaussians | FPS | resolution |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        dn, gs = row["metrics"]["deblur_nerf"], row["metrics"]["3dgs"]
+        lines.append(
+            f"| {row['scene']} | {row['method']} | {row['iterations']} | {score(dn['psnr'], 2)} | "
+            f"{score(dn['ssim'], 4)} | {score(gs['psnr'], 2)} | {score(gs['ssim'], 4)} | {score(dn['lpips'], 4)} | "
+            f"{score(row['train_seconds'], 0)} | {score(row.get('num_gaussians'), 0)} | "
+            f"{score(row['render_fps'], 1)} | {row['render_resolution']} |")
+    lines += ["", "| blur / method | scenes | PSNR gain DN | PSNR gain 3DGS | target | met | FPS ratio |",
+              "|---|---|---|---|---|---|---|"]
+    for key, entry in summary.items():
+        lines.append(f"| {key} | {len(entry['scenes'])} | {entry['psnr_gain']['deblur_nerf']:+.2f} dB | "
+                     f"{entry['psnr_gain']['3dgs']:+.2f} dB | +{entry['psnr_target']:.0f} dB | "
+                     f"{'yes' if entry['psnr_target_met'] else 'no'} | {entry['fps_ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path, text):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+def main(argv=None):
+    parser = ArgumentParser(description="Vanilla 3DGS against Deblurring 3DGS on the synthetic benchmark suite")
+    parser.add_argument("--data", default=os.path.join("data", "bench"), help="folder of the benchmark suite")
+    parser.add_argument("--scenes", nargs="+", default=None, help="scene folder names (default: all)")
+    parser.add_argument("--blur", nargs="+", choices=BLUR_TYPES, default=list(BLUR_TYPES), help="blur types to run")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="training iterations (default: 3000 at CPU scale, 20000 with --full)")
+    parser.add_argument("--full", action="store_true", help="the paper's schedule (GPU recommended)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                        help="an extra deblurring run with these train.py flags (repeatable)")
+    parser.add_argument("--no-vanilla", dest="vanilla", action="store_false", help="skip the vanilla runs")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fps-frames", type=int, default=50, help="timed frames of the render-speed measurement")
+    parser.add_argument("--lpips_weights", nargs="+", default=None, metavar="FILE",
+                        help="local LPIPS AlexNet weights (see train.py)")
+    parser.add_argument("--with-nerf", action="store_true", help="also run the NeRF baselines (baselines/nerf)")
+    parser.add_argument("--nerf-methods", nargs="+", default=list(DEFAULT_NERF_METHODS))
+    parser.add_argument("--nerf-iterations", type=int, default=None, help="default: the NeRF benchmark's own")
+    parser.add_argument("--reuse", action="store_true", help="reuse runs under OUT that already finished")
+    parser.add_argument("--out", default=os.path.join("output", "bench", "deblur"), help="output folder")
+    args = parser.parse_args(argv)
+    iterations = args.iterations or (OFFICIAL_ITERATIONS if args.full else 3000)
+    if iterations < 1 or args.fps_frames < 1:
+        parser.error("--iterations and --fps-frames must be positive")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    try:
+        variants = [parse_variant(text) for text in args.variant]
+        scenes = find_scenes(args.data, args.scenes, args.blur)
+    except BenchmarkError as error:
+        parser.error(str(error))
+    if not scenes:
+        parser.error(f"{args.data}: no scene matches --scenes/--blur")
+
+    methods = ([VANILLA] if args.vanilla else []) + [DEBLURRING] + [name for name, _ in variants]
+    settings = {"scale": "full" if args.full else "cpu", "iterations": iterations, "device": args.device,
+                "seed": args.seed, "data": args.data, "variants": {name: flags for name, flags in variants}}
+    rows = []
+    json_path = os.path.join(args.out, "deblur_bench.json")
+    markdown_path = os.path.join(args.out, "deblur_bench.md")
+    for scene_name, folder, blur in scenes:
+        for method in methods:
+            model_path = os.path.join(args.out, "runs", scene_name, method)
+            argv_train = training_arguments(folder, blur, model_path, iterations, args.full, args.device, args.seed,
+                                            args.lpips_weights) + method_arguments(method, variants)
+            rows.append(run_row(scene_name, blur, method, argv_train, iterations, model_path, args.reuse,
+                                args.fps_frames))
+        if args.with_nerf:
+            try:
+                rows += nerf_rows(folder, blur, args.nerf_methods, args.nerf_iterations, args.device,
+                                  os.path.join(args.out, "nerf"))
+            except BenchmarkError as error:
+                parser.error(str(error))
+        summary = summarise(rows)
+        # Rewritten after every scene: an interrupted benchmark keeps what it measured.
+        write_atomically(json_path, json.dumps({"settings": settings, "rows": rows, "summary": summary}, indent=2))
+        write_atomically(markdown_path, markdown(rows, summary, settings))
+    print()
+    print(markdown(rows, summarise(rows), settings))
+    print(f"Written {markdown_path} and {json_path}")
+
+
+if __name__ == "__main__":
+    main()

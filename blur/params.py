@@ -1,0 +1,56 @@
+"""Command-line options of the deblurring method, in the style of arguments.py."""
+
+from arguments import Option, ParamGroup
+from blur.augmentation import COLOR_WEIGHTINGS
+
+BLUR_CHOICES = ("none", "defocus", "motion")
+
+
+class BlurParams(ParamGroup):
+    title = "Deblurring Parameters (with --blur defocus or motion)"
+    options = (
+        Option("blur", "none", "blur model used during training", choices=BLUR_CHOICES),
+        Option("num_moments", 4, "motion: renders along the camera motion besides the unshifted one (M)"),
+        Option("lambda_s", 0.01, "weight of the MLP's outputs in the scale and rotation factors"),
+        Option("lambda_p", 0.01, "motion: weight of the MLP's position offsets"),
+        Option("max_clamp", 1.1, "largest scale and rotation factor (the smallest is 1)"),
+        Option("blur_lr", 0.001, "learning rate of the blur MLP"),
+        Option("initial_scale_factor", None,
+               "start the scale factors here (in [1, --max_clamp]) rather than at 1, where the official "
+               "initialisation leaves them clamped and without gradient", type=float),
+        Option("normalize_rotations", False,
+               "renormalise each quaternion after the MLP's factors (the official code does not)"),
+        Option("knn_iteration", 2500, "iteration of the one-off KNN point augmentation; 0 disables it"),
+        Option("knn_neighbours", 4, "nearest Gaussians that colour each added point"),
+        Option("knn_max_distance", 2.0,
+               "neighbours farther than this (world units) are ignored; points left with none are dropped"),
+        Option("knn_rate", 1.1, "one point is drawn per cube of this side (world units) in the SfM points' box"),
+        Option("knn_max_points", 200_000, "most points drawn by the KNN augmentation"),
+        Option("knn_color_weights", "distance",
+               "weights of the neighbours' colours: proportional to distance (official) or to its inverse",
+               choices=COLOR_WEIGHTINGS),
+        Option("depth_prune_range", 3.0,
+               "the farthest Gaussians are pruned below --min_opacity divided by this, the nearest below "
+               "--min_opacity; 1 disables depth-scaled pruning"),
+    )
+
+    @staticmethod
+    def problems(args):
+        """Messages for out-of-range values in args (a namespace holding these options)."""
+        checks = (
+            ("num_moments", args.num_moments >= 1, "must be positive"),
+            ("lambda_s", 0.0 < args.lambda_s <= 1.0, "must be in (0, 1]"),
+            ("lambda_p", args.lambda_p >= 0.0, "must be 0 or positive"),
+            ("max_clamp", args.max_clamp >= 1.0, "must be at least 1"),
+            ("initial_scale_factor",
+             args.initial_scale_factor is None or 1.0 <= args.initial_scale_factor <= args.max_clamp,
+             "must be in [1, --max_clamp]"),
+            ("blur_lr", args.blur_lr > 0.0, "must be positive"),
+            ("knn_iteration", args.knn_iteration >= 0, "must be 0 (off) or positive"),
+            ("knn_neighbours", args.knn_neighbours >= 1, "must be positive"),
+            ("knn_max_distance", args.knn_max_distance > 0.0, "must be positive"),
+            ("knn_rate", args.knn_rate > 0.0, "must be positive"),
+            ("knn_max_points", args.knn_max_points >= 0, "must be 0 or positive"),
+            ("depth_prune_range", args.depth_prune_range >= 1.0, "must be at least 1"),
+        )
+        return [f"--{name} {requirement}, got {getattr(args, name)}" for name, ok, requirement in checks if not ok]

@@ -1,0 +1,74 @@
+"""The blur MLP on disk: point_cloud/iteration_N/blur_model.pth next to each saved point cloud, and its share of
+train.py's checkpoints."""
+
+import os
+
+import torch
+
+from arguments import ConfigFileError, read_cfg_args
+from blur.model import BlurModel
+from scene.scene import point_cloud_path, saved_iterations
+
+BLUR_MODEL_FILE = "blur_model.pth"
+
+
+class BlurModelError(ValueError):
+    """A blur model that cannot be found or read; the message names the file."""
+
+
+def blur_model_path(model_path, iteration):
+    return os.path.join(os.path.dirname(point_cloud_path(model_path, iteration)), BLUR_MODEL_FILE)
+
+
+def blur_model_state(blur_model):
+    """Mode, hyperparameters and weights, as plain values and CPU tensors (loadable with weights_only=True)."""
+    return {
+        "mode": blur_model.mode,
+        "hyperparameters": blur_model.hyperparameters,
+        "state_dict": {name: tensor.detach().cpu() for name, tensor in blur_model.state_dict().items()},
+    }
+
+
+def blur_model_from_state(state, device, source):
+    """Inverse of blur_model_state; source names the file in error messages."""
+    try:
+        blur_model = BlurModel(state["mode"], **state["hyperparameters"])
+        blur_model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise BlurModelError(f"{source}: not a blur model written by train.py ({error})") from None
+    return blur_model.to(device)
+
+
+def save_blur_model(blur_model, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save(blur_model_state(blur_model), path)
+
+
+def load_blur_model(model_path, iteration=None, device="cpu"):
+    """The blur MLP saved with the point cloud of `iteration` (default: the latest saved) in a train.py output
+    folder, in eval mode; None for a run trained with --blur none."""
+    available = saved_iterations(model_path)
+    if not available:
+        raise BlurModelError(f"{model_path}: no point_cloud/iteration_*/point_cloud.ply found")
+    if iteration is None:
+        iteration = available[-1]
+    elif iteration not in available:
+        raise BlurModelError(
+            f"{model_path}: no point cloud saved at iteration {iteration} (saved: {', '.join(map(str, available))})"
+        )
+    path = blur_model_path(model_path, iteration)
+    if not os.path.isfile(path):
+        try:
+            mode = getattr(read_cfg_args(model_path), "blur", "none")
+        except ConfigFileError as error:
+            raise BlurModelError(f"{path}: not found, and the run's settings are unreadable ({error})") from None
+        if mode == "none":
+            return None
+        raise BlurModelError(f"{path}: not found, though {model_path} was trained with --blur {mode}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise BlurModelError(f"{path}: cannot read the blur model ({error})") from None
+    if not isinstance(state, dict):
+        raise BlurModelError(f"{path}: not a blur model written by train.py")
+    return blur_model_from_state(state, device, path).eval()

@@ -1,0 +1,540 @@
+import json
+import os
+from argparse import Namespace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import render as render_cli
+import train
+from arguments import OptimizationParams
+from blur import (
+    AugmentationError,
+    BlurModel,
+    BlurModelError,
+    augment_points,
+    blur_model_path,
+    depth_scaled_thresholds,
+    load_blur_model,
+    preset_names,
+    prune_by_depth_scaled_opacity,
+    read_preset,
+    scaled_schedule,
+)
+from blur.augmentation import augmentation_count, robust_bounds
+from blur.model import input_size
+from gaussian_renderer import render
+from scene.cameras import Camera
+from scene.gaussian_model import (
+    GaussianModel,
+    GaussianParams,
+    inverse_sigmoid,
+    mean_squared_distance_to_neighbours,
+    rgb_to_sh,
+)
+from scene.scene import point_cloud_path
+from tiny_scene import FOCAL, HEIGHT, WIDTH, look_at_origin, make_tiny_scene, random_unit_quaternions
+
+# Schedules shrunk to a few dozen iterations: densification, the KNN augmentation and SH growth all happen.
+SHORT_SCHEDULE = [
+    "--device", "cpu",
+    "--sh_degree", "1",
+    "--sh_degree_interval", "10",
+    "--densify_from_iter", "5",
+    "--densify_until_iter", "35",
+    "--densification_interval", "5",
+    "--knn_iteration", "25",
+    "--knn_rate", "0.25",
+    "--position_lr_max_steps", "40",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_scene")
+    make_tiny_scene(folder)
+    return str(folder)
+
+
+def default_opt():
+    return OptimizationParams.extract(Namespace())
+
+
+def random_params(count=300, seed=0, sh_degree=1):
+    rng = np.random.default_rng(seed)
+
+    def tensor(array):
+        return torch.tensor(array, dtype=torch.float32)
+
+    colors = rng.uniform(0.1, 0.9, size=(count, 3))
+    sh = torch.zeros(count, (sh_degree + 1) ** 2, 3)
+    sh[:, 0] = rgb_to_sh(tensor(colors))
+    return GaussianParams(
+        means=tensor(rng.uniform(-1.0, 1.0, size=(count, 3))),
+        scales=tensor(rng.uniform(0.03, 0.15, size=(count, 3))),
+        rotations=tensor(random_unit_quaternions(rng, count)),
+        opacities=tensor(rng.uniform(0.5, 0.9, size=(count, 1))),
+        sh_coeffs=sh,
+        sh_degree=sh_degree,
+    )
+
+
+def tiny_camera(angle_degrees=10.0):
+    angle = np.radians(angle_degrees)
+    position = 4.0 * np.array([np.sin(angle), -0.3, -np.cos(angle)])
+    return Camera(look_at_origin(position), FOCAL, FOCAL, WIDTH / 2, HEIGHT / 2, WIDTH, HEIGHT, 0.1, 10.0, "cpu")
+
+
+def randomise_weights(blur_model, std, seed=0):
+    """Weights far from their initialisation, so that the MLP's outputs spread over and beyond the clamp range."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in blur_model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+
+
+# ---- the MLP ----
+
+
+def test_mlp_has_the_official_inputs_layers_and_initialisation():
+    assert input_size() == 21 + 63 + 3 + 4 == 91
+    torch.manual_seed(0)
+    for mode, scale_outputs, rotation_outputs in (("defocus", 3, 4), ("motion", 15, 20)):
+        model = BlurModel(mode)
+        linears = [layer for layer in model.trunk if isinstance(layer, torch.nn.Linear)]
+        assert [(layer.in_features, layer.out_features) for layer in linears] == [(91, 64), (64, 64), (64, 64)]
+        assert model.scale_head.out_features == scale_outputs
+        assert model.rotation_head.out_features == rotation_outputs
+        for layer in linears + [model.scale_head, model.rotation_head]:
+            assert torch.count_nonzero(layer.bias) == 0
+    motion = BlurModel("motion", num_moments=4)
+    assert motion.position_head.out_features == 12
+    # Xavier-normal: std = gain * sqrt(2 / (fan_in + fan_out)); the 3-output defocus scale head has gain 0.1.
+    defocus = BlurModel("defocus")
+    expected = {"trunk": np.sqrt(2.0 / (91 + 64)), "scale": 0.1 * np.sqrt(2.0 / 67), "rotation": np.sqrt(2.0 / 68)}
+    measured = {"trunk": defocus.trunk[0].weight.std().item(), "scale": defocus.scale_head.weight.std().item(),
+                "rotation": defocus.rotation_head.weight.std().item()}
+    for name, std in expected.items():
+        # 192 to 5824 samples of a normal: the sample std is within 25% of the true one.
+        assert measured[name] == pytest.approx(std, rel=0.25), name
+
+
+def test_mlp_inputs_are_detached_from_the_gaussians():
+    params = random_params(50)
+    for tensor in (params.means, params.scales, params.rotations):
+        tensor.requires_grad_(True)
+    model = BlurModel("motion")
+    seen = []
+    model.trunk[0].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    blurred = model.blurred_params(params, tiny_camera())
+    assert seen and not seen[0].requires_grad
+    assert seen[0].shape == (50, 91)
+    # The MLP's own parameters still learn from the render loss.
+    sum(moment.scales.sum() + moment.rotations.sum() + moment.means.sum() for moment in blurred).backward()
+    assert model.rotation_head.weight.grad is not None
+    # The Gaussians receive only the direct gradient of s * factor: with the factors detached, exactly the factors.
+    factors = sum(moment.scales.detach() / params.scales.detach() for moment in blurred)
+    torch.testing.assert_close(params.scales.grad, factors, rtol=1e-5, atol=1e-6)
+
+
+def test_defocus_never_shrinks_a_gaussian():
+    params = random_params(2000)
+    model = BlurModel("defocus", lambda_s=0.01, max_clamp=1.1)
+    for seed, std in ((0, 1.0), (1, 30.0), (2, 300.0)):
+        randomise_weights(model, std, seed)
+        (blurred,) = model.blurred_params(params, tiny_camera())
+        scale_factors = blurred.scales / params.scales
+        rotation_factors = blurred.rotations / params.rotations
+        assert torch.all(blurred.scales >= params.scales)
+        assert torch.all(scale_factors <= 1.1 * (1 + 1e-6))
+        assert torch.all(rotation_factors >= 1 - 1e-6) and torch.all(rotation_factors <= 1.1 * (1 + 1e-6))
+        assert torch.equal(blurred.means, params.means)
+        assert blurred.opacities is params.opacities and blurred.sh_coeffs is params.sh_coeffs
+    # With these weights the factors reach both ends of the clamp range.
+    assert scale_factors.min().item() == 1.0 and scale_factors.max().item() == pytest.approx(1.1)
+
+
+def test_rotations_are_left_unnormalised_unless_asked():
+    params = random_params(500)
+    for normalize, unit in ((False, False), (True, True)):
+        model = BlurModel("defocus", normalize_rotations=normalize)
+        randomise_weights(model, 30.0)
+        (blurred,) = model.blurred_params(params, tiny_camera())
+        norms = blurred.rotations.norm(dim=-1)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5) == unit
+        if not unit:
+            assert norms.max() > 1.01
+
+
+def test_motion_moments():
+    params = random_params(400)
+    model = BlurModel("motion", num_moments=3, lambda_p=0.01)
+    randomise_weights(model, 3.0)
+    moments = model.blurred_params(params, tiny_camera())
+    assert len(moments) == 4
+    # The first moment stays in place; the others move by lambda_p times the position head's outputs.
+    assert torch.equal(moments[0].means, params.means)
+    with torch.no_grad():
+        scale_factors, rotation_factors, offsets = model(params.means, params.scales, params.rotations,
+                                                         tiny_camera().camera_center)
+    for index, moment in enumerate(moments[1:]):
+        torch.testing.assert_close(moment.means, params.means + offsets[:, index])
+        assert torch.all(moment.scales >= params.scales)
+    assert offsets.abs().max() > 1e-3
+    # Each moment has its own factors; the unshifted one uses the last slot.
+    torch.testing.assert_close(moments[0].scales, params.scales * scale_factors[:, 3])
+    assert not torch.allclose(moments[1].scales, moments[2].scales)
+
+
+def test_motion_training_image_is_the_mean_of_its_renders():
+    params = random_params(300)
+    model = BlurModel("motion", num_moments=4, lambda_p=0.05)
+    randomise_weights(model, 2.0)
+    camera = tiny_camera()
+    background = torch.zeros(3)
+    image, outputs = train.render_training_view(camera, params, model, background, "cpu")
+    assert len(outputs) == 5
+    renders = [render(camera, moment, background, "cpu").image for moment in model.blurred_params(params, camera)]
+    torch.testing.assert_close(image, sum(renders) / 5, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.blurred_render(camera, params, background, "cpu"), image, rtol=0, atol=1e-6)
+    # The moments differ, so the mean is not any one of them.
+    assert min((render_image - image).abs().max() for render_image in renders) > 1e-3
+
+
+def test_a_blurred_image_counts_once_in_the_densification_statistics():
+    gaussians = GaussianModel(0)
+    gaussians.create_from_pcd(SimpleNamespace(points=np.random.default_rng(0).normal(size=(6, 3)),
+                                              colors=np.full((6, 3), 0.5)), 1.0)
+    outputs = []
+    for visible in ([1, 1, 1, 0, 0, 0], [1, 1, 0, 1, 0, 0]):
+        means2d = torch.zeros(6, 2, requires_grad=True)
+        means2d.grad = torch.full((6, 2), 0.001)
+        outputs.append(SimpleNamespace(means2d=means2d, radii=torch.tensor(visible)))
+    camera = SimpleNamespace(width=200, height=100)
+    train.accumulate_densification_stats(gaussians, outputs, camera)
+    torch.testing.assert_close(gaussians.denom.squeeze(-1), torch.tensor([1.0, 1.0, 0.5, 0.5, 0.0, 0.0]))
+    one_render = np.hypot(0.001 * 100, 0.001 * 50)
+    expected = torch.tensor([2, 2, 1, 1, 0, 0], dtype=torch.float32) * one_render
+    torch.testing.assert_close(gaussians.xyz_gradient_accum.squeeze(-1), expected)
+
+
+# ---- KNN augmentation ----
+
+
+def clustered_model(seed=0, sh_degree=1):
+    """Gaussians on a jittered grid in [0, 4]^3 with a gap along x in [2, 3] and distinct SH coefficients, plus
+    far outliers on both sides of every axis."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(0.0, 4.01, 0.5)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = grid[(grid[:, 0] < 2.0) | (grid[:, 0] > 3.0)]
+    grid += rng.normal(scale=0.02, size=grid.shape)
+    outliers = np.concatenate([sign * 100.0 * np.eye(3)[axis][None].repeat(9, 0) for axis in range(3)
+                               for sign in (-1.0, 1.0)])
+    points = np.concatenate([grid, outliers])
+    gaussians = GaussianModel(sh_degree)
+    gaussians.create_from_pcd(SimpleNamespace(points=points, colors=rng.uniform(size=points.shape)), 1.0)
+    with torch.no_grad():
+        gaussians._features_rest.copy_(torch.tensor(rng.normal(size=gaussians._features_rest.shape)))
+        gaussians._opacity.fill_(2.0)
+        gaussians._scaling.fill_(-1.0)
+    gaussians.training_setup(default_opt())
+    gaussians.active_sh_degree = sh_degree
+    return gaussians, points
+
+
+def expected_colors(new_points, old_points, old_features, neighbours, max_distance, inverse):
+    distances = np.linalg.norm(new_points[:, None] - old_points[None], axis=-1)
+    nearest = np.argsort(distances, axis=1)[:, :neighbours]
+    colors = []
+    for row, indices in enumerate(nearest):
+        near = distances[row, indices]
+        indices, near = indices[near < max_distance], near[near < max_distance]
+        weights = 1.0 / near if inverse else near
+        colors.append(np.tensordot(weights / weights.sum(), old_features[indices], axes=1))
+    return np.stack(colors)
+
+
+@pytest.mark.parametrize("weighting", ["distance", "inverse_distance"])
+def test_knn_augmentation_adds_coloured_points_and_resets_every_gaussian(weighting):
+    gaussians, points = clustered_model()
+    old_count = gaussians.num_points
+    old_means = gaussians.get_xyz.detach().numpy().copy()
+    old_features = gaussians.get_features.detach().numpy().astype(np.float64)
+    torch.manual_seed(0)
+    drawn, added = augment_points(gaussians, points, default_opt(), neighbours=4, max_distance=0.3, rate=0.2,
+                                  max_points=3000, color_weighting=weighting)
+    # The outliers make the full box huge: the count is capped.
+    assert drawn == 3000
+    # Points in the gap farther than 0.3 from the grid are dropped, the others kept.
+    assert 0 < added < drawn and gaussians.num_points == old_count + added
+
+    new_means = gaussians.get_xyz.detach().numpy()[old_count:]
+    lower, upper = robust_bounds(points)
+    np.testing.assert_allclose(lower, [0.0, 0.0, 0.0], atol=0.1)
+    np.testing.assert_allclose(upper, [4.0, 4.0, 4.0], atol=0.1)
+    assert np.all(new_means >= lower - 1e-6) and np.all(new_means <= upper + 1e-6)
+    nearest_distance = np.linalg.norm(new_means[:, None] - old_means[None], axis=-1).min(axis=1)
+    assert nearest_distance.max() < 0.3
+
+    expected = expected_colors(new_means.astype(np.float64), old_means.astype(np.float64), old_features, 4, 0.3,
+                               weighting == "inverse_distance")
+    np.testing.assert_allclose(gaussians.get_features.detach().numpy()[old_count:], expected, rtol=1e-4, atol=1e-5)
+
+    # The existing Gaussians keep position and colour; every Gaussian restarts from the initial shape.
+    np.testing.assert_array_equal(gaussians.get_xyz.detach().numpy()[:old_count], old_means)
+    np.testing.assert_array_equal(gaussians.get_features.detach().numpy()[:old_count], old_features.astype(np.float32))
+    torch.testing.assert_close(gaussians.get_opacity, torch.full((gaussians.num_points, 1), 0.1))
+    torch.testing.assert_close(gaussians.get_rotation, torch.tensor([[1.0, 0, 0, 0]]).expand(gaussians.num_points, 4))
+    # The outliers coincide in groups of 9: their spacing is floored as at initialisation.
+    spacing = np.sqrt(np.maximum(mean_squared_distance_to_neighbours(gaussians.get_xyz.detach().numpy()), 1e-7))
+    np.testing.assert_allclose(gaussians.get_scaling.detach().numpy(), np.repeat(spacing[:, None], 3, axis=1),
+                               rtol=1e-5)
+    assert gaussians.active_sh_degree == 1
+
+    # The new Gaussians are in a fresh optimizer, which trains them.
+    groups = {group["name"]: group["params"][0] for group in gaussians.optimizer.param_groups}
+    assert groups["xyz"] is gaussians._xyz and groups["f_rest"] is gaussians._features_rest
+    assert all(tensor.shape[0] == gaussians.num_points for tensor in groups.values())
+    assert not gaussians.optimizer.state
+    gaussians.get_features.sum().backward()
+    gaussians.optimizer.step()
+    assert gaussians.optimizer.state[gaussians._features_dc]["exp_avg"].shape[0] == gaussians.num_points
+
+
+def test_augmentation_count_is_the_box_volume_in_cells_capped():
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.5, 0.5], [1.0, 2.0, 3.0]])
+    assert augmentation_count(points, 0.5, 200_000) == 48
+    assert augmentation_count(points * 1000, 0.5, 200_000) == 200_000
+
+
+def test_knn_augmentation_rejects_unusable_points():
+    gaussians, points = clustered_model()
+    with pytest.raises(AugmentationError, match="non-finite"):
+        augment_points(gaussians, np.where(np.arange(len(points))[:, None] == 3, np.nan, points), default_opt())
+    with pytest.raises(AugmentationError, match=r"\(P, 3\)"):
+        augment_points(gaussians, points[:, :2], default_opt())
+
+
+# ---- depth-scaled pruning ----
+
+
+def test_pruning_threshold_falls_monotonically_with_depth():
+    depths = torch.tensor(np.random.default_rng(0).uniform(-3.0, 40.0, size=500), dtype=torch.float32)
+    thresholds = depth_scaled_thresholds(depths, 0.01, 3.0)
+    order = torch.argsort(depths)
+    assert torch.all(thresholds[order][1:] <= thresholds[order][:-1])
+    assert thresholds[order[0]] == pytest.approx(0.01)
+    assert thresholds[order[-1]] == pytest.approx(0.01 / 3.0)
+    torch.testing.assert_close(depth_scaled_thresholds(depths, 0.01, 1.0), torch.full_like(depths, 0.01))
+    torch.testing.assert_close(depth_scaled_thresholds(torch.full((4,), 2.0), 0.01, 3.0), torch.full((4,), 0.01))
+    with pytest.raises(ValueError, match="depth_range"):
+        depth_scaled_thresholds(depths, 0.01, 0.5)
+
+
+def test_far_faint_gaussians_survive_pruning_near_ones_do_not():
+    gaussians = GaussianModel(0)
+    points = np.array([[0.0, 0.0, z] for z in (1.0, 1.0, 10.0, 10.0, 5.5)])
+    # Thresholds: 0.005 at z = 1, 0.0025 at z = 5.5, 0.005 / 3 at z = 10.
+    gaussians.create_from_pcd(SimpleNamespace(points=points, colors=np.full((5, 3), 0.5)), 1.0)
+    gaussians.training_setup(default_opt())
+    opacities = torch.tensor([[0.004], [0.2], [0.004], [0.001], [0.004]])
+    with torch.no_grad():
+        gaussians._opacity.copy_(inverse_sigmoid(opacities))
+    prune_by_depth_scaled_opacity(gaussians, 0.005, 3.0)
+    np.testing.assert_allclose(gaussians.get_xyz.detach().numpy()[:, 2], [1.0, 10.0, 5.5])
+
+
+# ---- presets and options ----
+
+
+def test_presets_hold_the_official_per_dataset_settings():
+    assert preset_names() == ["real_defocus", "real_motion", "synthetic_defocus", "synthetic_motion"]
+    expected = {
+        "real_defocus": dict(blur="defocus", densify_grad_threshold=2e-4, min_opacity=5e-3, lambda_s=0.01,
+                             resolution=4),
+        "real_motion": dict(blur="motion", densify_grad_threshold=5e-4, min_opacity=1e-2, lambda_s=0.01,
+                            lambda_p=0.01, resolution=4),
+        "synthetic_defocus": dict(blur="defocus", densify_grad_threshold=2e-4, min_opacity=5e-3, lambda_s=0.01,
+                                  position_lr_init=4.8e-4, position_lr_final=4.8e-6, resolution=1),
+        "synthetic_motion": dict(blur="motion", densify_grad_threshold=5e-4, min_opacity=1e-2, lambda_s=0.005,
+                                 lambda_p=0.001, scaling_lr=0.015, resolution=1),
+    }
+    for name, values in expected.items():
+        assert read_preset(name) == values
+
+
+def parsed(argv):
+    args, dataset, opt, pipe, blur_args = train.parse_args(argv)
+    return args
+
+
+def test_preset_layers_and_command_line_overrides(tmp_path):
+    source = ["-s", str(tmp_path), "--device", "cpu"]
+    vanilla = parsed(source)
+    assert (vanilla.blur, vanilla.iterations, vanilla.opacity_reset_interval) == ("none", 30_000, 3000)
+
+    # A blur model alone brings the official code's defaults.
+    defocus = parsed(source + ["--blur", "defocus"])
+    assert (defocus.iterations, defocus.position_lr_init, defocus.position_lr_max_steps) == (20_000, 0.0016, 30_000)
+    assert (defocus.opacity_reset_interval, defocus.max_screen_size, defocus.lambda_s) == (0, 0, 0.01)
+    assert (defocus.knn_iteration, defocus.knn_neighbours, defocus.depth_prune_range) == (2500, 4, 3.0)
+
+    motion = parsed(source + ["--config", "synthetic_motion"])
+    assert (motion.blur, motion.lambda_s, motion.lambda_p, motion.scaling_lr) == ("motion", 0.005, 0.001, 0.015)
+    assert (motion.iterations, motion.densify_grad_threshold, motion.min_opacity) == (20_000, 5e-4, 1e-2)
+
+    overridden = parsed(source + ["--lambda_p", "0.5", "--config", "synthetic_motion", "--iterations", "50",
+                                  "--test_iterations", "10", "50"])
+    assert (overridden.lambda_p, overridden.iterations, overridden.test_iterations) == (0.5, 50, [10, 50])
+    assert overridden.scaling_lr == 0.015
+
+    # The same recipe without blur modelling: the benchmark's vanilla baseline.
+    baseline = parsed(source + ["--config", "synthetic_defocus", "--blur", "none"])
+    assert (baseline.blur, baseline.iterations, baseline.position_lr_init) == ("none", 20_000, 4.8e-4)
+
+
+def expect_parse_error(argv, capsys, *fragments):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(argv)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in message
+    assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ({"blur": "gaussian"}, ["--blur", "gaussian"]),
+    ({"iterations": "many"}, ["--iterations", "many"]),
+    ({"learning_rate": 0.1}, ["'learning_rate' is not an option"]),
+    ({"model_path": "elsewhere"}, ["'model_path' is not an option"]),
+    ([1, 2], ["JSON object"]),
+])
+def test_bad_presets_are_named_in_the_error(tmp_path, capsys, content, fragments):
+    preset = tmp_path / "mine.json"
+    preset.write_text(json.dumps(content))
+    expect_parse_error(["-s", str(tmp_path), "--config", str(preset)], capsys, "mine.json", *fragments)
+
+
+def test_unknown_preset_and_bad_blur_options(tmp_path, capsys):
+    expect_parse_error(["-s", str(tmp_path), "--config", "sharp_dreams"], capsys, "sharp_dreams", "real_defocus")
+    (tmp_path / "broken.json").write_text("{")
+    expect_parse_error(["-s", str(tmp_path), "--config", str(tmp_path / "broken.json")], capsys, "broken.json")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--lambda_s", "0"], capsys, "--lambda_s")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--num_moments", "0"], capsys, "--num_moments")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--max_clamp", "nan"], capsys, "--max_clamp")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--depth_prune_range", "0.5"], capsys,
+                       "--depth_prune_range")
+
+
+def test_scaled_schedule_compresses_the_official_one():
+    schedule = scaled_schedule(2000)
+    assert schedule == dict(iterations=2000, densify_from_iter=50, densify_until_iter=1500, knn_iteration=250,
+                            sh_degree_interval=100, position_lr_max_steps=3000)
+    assert scaled_schedule(20_000) == dict(iterations=20_000, densify_from_iter=500, densify_until_iter=15_000,
+                                           knn_iteration=2500, sh_degree_interval=1000, position_lr_max_steps=30_000)
+
+
+# ---- training, saving and resuming ----
+
+
+def count_mlp_calls(monkeypatch):
+    calls = {"count": 0}
+    original = BlurModel.forward
+
+    def counted(self, *args):
+        calls["count"] += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(BlurModel, "forward", counted)
+    return calls
+
+
+def test_the_mlp_runs_once_per_training_step_and_never_at_test_time(tiny_scene, tmp_path, monkeypatch):
+    calls = count_mlp_calls(monkeypatch)
+    model_path = str(tmp_path / "run")
+    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "defocus", "--eval", "--hold", "4",
+                "--iterations", "20", "--test_iterations", "0", "10", "20", "--checkpoint_interval", "0"]
+               + SHORT_SCHEDULE)
+    # Three evaluations rendered the two test views; only the 20 training steps ran the MLP.
+    assert calls["count"] == 20
+    assert all(os.path.isfile(os.path.join(model_path, f"results_{i}.json")) for i in (0, 10, 20))
+    render_cli.main(["-m", model_path, "--skip_train", "--fps_warmup", "0", "--fps_frames", "2"])
+    assert len(os.listdir(os.path.join(model_path, "test", "ours_20", "renders"))) == 2
+    assert calls["count"] == 20
+
+
+def test_the_blur_model_is_saved_with_each_point_cloud(tiny_scene, tmp_path):
+    model_path = str(tmp_path / "motion")
+    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "motion", "--num_moments", "2", "--iterations", "30",
+                "--save_iterations", "10", "--checkpoint_iterations", "30", "--checkpoint_interval", "0"]
+               + SHORT_SCHEDULE)
+    for iteration in (10, 30):
+        path = blur_model_path(model_path, iteration)
+        assert os.path.dirname(path) == os.path.dirname(point_cloud_path(model_path, iteration))
+        state = torch.load(path, weights_only=True)
+        assert state["mode"] == "motion" and state["hyperparameters"]["num_moments"] == 2
+    loaded = load_blur_model(model_path)
+    assert loaded.mode == "motion" and loaded.num_moments == 2 and not loaded.training
+    checkpoint = train.load_checkpoint(train.checkpoint_path(model_path, 30))
+    for name, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(tensor, checkpoint["blur"]["state_dict"][name], rtol=0, atol=0)
+    assert checkpoint["blur"]["optimizer"]["state"], "the MLP's Adam moments are checkpointed"
+    earlier = load_blur_model(model_path, iteration=10)
+    assert not torch.equal(earlier.scale_head.weight, loaded.scale_head.weight)
+
+    with pytest.raises(BlurModelError, match="iteration 20"):
+        load_blur_model(model_path, iteration=20)
+    os.remove(blur_model_path(model_path, 30))
+    with pytest.raises(BlurModelError, match="trained with --blur motion"):
+        load_blur_model(model_path)
+    with pytest.raises(BlurModelError, match="no point_cloud"):
+        load_blur_model(str(tmp_path / "nothing"))
+
+    vanilla_path = str(tmp_path / "vanilla")
+    train.main(["-s", tiny_scene, "-m", vanilla_path, "--iterations", "5", "--checkpoint_interval", "0"]
+               + SHORT_SCHEDULE)
+    assert load_blur_model(vanilla_path) is None
+
+
+def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, monkeypatch, capsys):
+    common = ["-s", tiny_scene, "--blur", "motion", "--num_moments", "2", "--iterations", "40",
+              "--checkpoint_interval", "20", "--save_iterations", "40", "--seed", "5"] + SHORT_SCHEDULE
+    uninterrupted = str(tmp_path / "uninterrupted")
+    resumed = str(tmp_path / "resumed")
+    train.main(["-m", uninterrupted] + common)
+
+    # Three renders per iteration: the run dies in iteration 30, after the checkpoint of iteration 20 and the
+    # KNN augmentation of iteration 25, which the resumed run repeats.
+    renders = {"count": 0}
+
+    def interrupted_render(*args, **kwargs):
+        renders["count"] += 1
+        if renders["count"] == 29 * 3 + 1:
+            raise KeyboardInterrupt
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(train, "render", interrupted_render)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["-m", resumed] + common)
+    monkeypatch.undo()
+    assert train.checkpoint_iterations_in(resumed) == [20]
+    capsys.readouterr()
+    train.main(["-m", resumed, "--resume"] + common)
+    assert "KNN augmentation" in capsys.readouterr().out
+
+    reference, continued = GaussianModel(1), GaussianModel(1)
+    reference.load_ply(point_cloud_path(uninterrupted, 40))
+    continued.load_ply(point_cloud_path(resumed, 40))
+    assert continued.num_points == reference.num_points
+    for name in reference.param_names:
+        torch.testing.assert_close(continued.raw_parameter(name), reference.raw_parameter(name), rtol=0, atol=1e-5)
+    reference_mlp, continued_mlp = load_blur_model(uninterrupted), load_blur_model(resumed)
+    for name, tensor in reference_mlp.state_dict().items():
+        torch.testing.assert_close(continued_mlp.state_dict()[name], tensor, rtol=0, atol=1e-5)
+
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["-m", resumed, "--resume", "-s", tiny_scene, "--blur", "none"] + SHORT_SCHEDULE)
+    assert "trained with --blur motion, not --blur none" in str(exit_info.value.code)
