@@ -1,6 +1,8 @@
-"""Render a trained model: its train and test views, a camera-path video, and its rendering speed.
+"""Render a trained model: its train and test views, a camera-path video, and its rendering speed; or view it
+interactively in the browser.
 
     python render.py -m output/run [--iteration N] [--skip_train] [--skip_test] [--video] [--fps-only]
+    python render.py -m output/run --view [--port 8080] [--watch]
 """
 
 import json
@@ -16,12 +18,15 @@ import torch
 from tqdm import tqdm
 
 from arguments import ConfigFileError, ModelParams, PipelineParams, default_device, read_cfg_args
+from blur import BlurModelError
 from gaussian_renderer import render
 from scene.cameras import Camera
 from scene.colmap_model import qvec_to_rotmat, rotmat_to_qvec
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import ModelFolderError, Scene
+from viewer import Viewer, ViewerError, load_viewer_scene
+from viewer.frames import to_uint8
 
 
 class CameraPathError(ValueError):
@@ -30,11 +35,6 @@ class CameraPathError(ValueError):
 
 # Views whose viewing directions all lie within this angle of their mean count as forward-facing.
 FORWARD_FACING_MAX_ANGLE_DEG = 45.0
-
-
-def to_uint8(image):
-    """(3, H, W) float in [0, 1] to (H, W, 3) uint8."""
-    return (image.clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
 
 
 def render_set(model_path, split, iteration, cameras, gaussians, background, backend):
@@ -237,6 +237,12 @@ def parse_args(argv=None):
                         help="only measure the rendering speed")
     parser.add_argument("--fps_warmup", type=int, default=10, help="untimed frames before measuring")
     parser.add_argument("--fps_frames", type=int, default=100, help="timed frames; the median is reported")
+    parser.add_argument("--view", action="store_true",
+                        help="instead of rendering files, serve an interactive viewer on 127.0.0.1 until Ctrl+C")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="viewer port (the next free one if taken; 0: any free port)")
+    parser.add_argument("--watch", action="store_true",
+                        help="viewer: show each newer point cloud or checkpoint as training writes it")
     args = parser.parse_args(argv)
     if "model_path" not in args or not args.model_path:
         parser.error("-m/--model_path is required")
@@ -245,18 +251,48 @@ def parse_args(argv=None):
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if args.fps_warmup < 0:
         parser.error(f"--fps_warmup must be 0 or positive, got {args.fps_warmup}")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be between 0 and 65535, got {args.port}")
+    if args.watch and not args.view:
+        parser.error("--watch only applies to the viewer: add --view")
+    if args.watch and args.iteration != -1:
+        parser.error("--watch follows the newest snapshot; leave out --iteration")
     if getattr(args, "device", None) == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available; use --device cpu")
     return args
 
 
-def rendering(args):
+def stored_settings(args):
+    """ModelParams and PipelineParams of the trained model, overridden by the options given on the command line."""
     stored = read_cfg_args(args.model_path)
     merged = Namespace(**{**vars(stored), **vars(args)})
     dataset = ModelParams.extract(merged)
     pipe = PipelineParams.extract(merged)
     # Render where this machine can, not where the model happened to be trained.
     dataset.device = getattr(args, "device", default_device())
+    return dataset, pipe
+
+
+def viewing(args):
+    dataset, pipe = stored_settings(args)
+    # Everything is loaded and checked before the server starts, so that a bad model folder serves nothing.
+    scene = load_viewer_scene(dataset, pipe.backend, args.iteration)
+    viewer = Viewer(scene, port=args.port, watch=args.watch)
+    try:
+        if args.port not in (0, viewer.port):
+            print(f"Port {args.port} is taken: using {viewer.port}")
+        print(f"Viewing {scene.model.snapshot.describe()} of {scene.model_path} ({scene.model.num_points} Gaussians)"
+              + (", reloading as training saves" if args.watch else ""))
+        print(f"Open {viewer.url} in a browser; Ctrl+C stops the viewer", flush=True)
+        viewer.wait_until_stopped()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        viewer.stop()
+
+
+def rendering(args):
+    dataset, pipe = stored_settings(args)
     device = torch.device(dataset.device)
 
     with torch.no_grad():
@@ -301,8 +337,12 @@ def rendering(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        rendering(args)
-    except (ConfigFileError, ModelFolderError, DatasetError, PlyFormatError, CameraPathError) as error:
+        if args.view:
+            viewing(args)
+        else:
+            rendering(args)
+    except (ConfigFileError, ModelFolderError, DatasetError, PlyFormatError, CameraPathError, ViewerError,
+            BlurModelError) as error:
         sys.exit(f"render.py: error: {error}")
 
 
