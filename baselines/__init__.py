@@ -1,0 +1,1 @@
+"""Methods the Gaussian deblurring is compared with; see baselines/nerf for the NeRF-based ones."""
