@@ -9,7 +9,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 from argparse import ArgumentError, ArgumentParser, Namespace
 from datetime import datetime
@@ -40,6 +39,7 @@ from metrics import MetricsError
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import Scene
+from utils.atomic_file import atomic_write
 
 class TrainingError(RuntimeError):
     """Training cannot go on: a missing or unreadable checkpoint, a diverged loss, no Gaussians left."""
@@ -114,17 +114,8 @@ def checkpoint_iterations_in(model_path):
 
 def save_checkpoint(path, state):
     """Write atomically: a run killed mid-write leaves the previous checkpoint intact and no partial file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".chkpnt-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path) as file:
+        torch.save(state, file)
 
 
 CHECKPOINT_KEYS = ("iteration", "train_seconds", "gaussians", "sampler", "rng")

@@ -14,7 +14,6 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 from argparse import ArgumentParser
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from arguments import default_device
 from baselines.nerf.method import METHODS, NeRFMethod, check_method
 from baselines.nerf.rays import RaySpace, ViewCameras
 from scene.dataset_readers import load_scene_info
+from utils.atomic_file import atomic_write
 
 
 class TrainingError(RuntimeError):
@@ -115,20 +115,9 @@ class TrainingPixels:
 # ---- files ----
 
 def write_atomically(path, write):
-    """Write path through a temporary file renamed over it when complete: a run killed mid-write leaves the
-    previous file intact and no partial one. write(file) receives the binary temporary file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """write(file) receives the binary file that replaces path once complete (see utils.atomic_file)."""
+    with atomic_write(path) as file:
+        write(file)
 
 
 def write_json(path, data):
