@@ -7,7 +7,6 @@
 import copy
 import os
 import random
-import re
 import sys
 import time
 from argparse import ArgumentError, ArgumentParser, Namespace
@@ -40,6 +39,7 @@ from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import Scene
 from utils.atomic_file import atomic_write
+from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
 
 class TrainingError(RuntimeError):
     """Training cannot go on: a missing or unreadable checkpoint, a diverged loss, no Gaussians left."""
@@ -99,17 +99,6 @@ def restore_rng_states(states):
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def checkpoint_path(model_path, iteration):
-    return os.path.join(model_path, f"chkpnt{iteration}.pth")
-
-
-def checkpoint_iterations_in(model_path):
-    if not os.path.isdir(model_path):
-        return []
-    found = (re.fullmatch(r"chkpnt(\d+)\.pth", name) for name in os.listdir(model_path))
-    return sorted(int(match.group(1)) for match in found if match)
 
 
 def save_checkpoint(path, state):

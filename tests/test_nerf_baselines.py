@@ -316,7 +316,7 @@ def test_resumed_run_matches_an_uninterrupted_one(defocus_scene, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         nerf_train.train_baseline(defocus_scene, str(tmp_path / "resumed"), "dynamic", **options)
     monkeypatch.undo()
-    assert nerf_train.checkpoint_iterations(str(tmp_path / "resumed")) == [20]
+    assert nerf_train.checkpoint_iterations_in(str(tmp_path / "resumed")) == [20]
     nerf_train.train_baseline(defocus_scene, str(tmp_path / "resumed"), "dynamic", resume=True, **options)
 
     states = [torch.load(nerf_train.checkpoint_path(str(tmp_path / run), 30), weights_only=True)

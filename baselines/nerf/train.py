@@ -11,7 +11,6 @@ chkpnt<iteration>.pth every --checkpoint_interval iterations and at the end (onl
 import dataclasses
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from baselines.nerf.method import METHODS, NeRFMethod, check_method
 from baselines.nerf.rays import RaySpace, ViewCameras
 from scene.dataset_readers import load_scene_info
 from utils.atomic_file import atomic_write
+from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
 
 
 class TrainingError(RuntimeError):
@@ -124,29 +124,18 @@ def write_json(path, data):
     write_atomically(path, lambda file: file.write(json.dumps(data, indent=2).encode("utf-8")))
 
 
-def checkpoint_path(model_path, iteration):
-    return os.path.join(model_path, f"chkpnt{iteration}.pth")
-
-
-def checkpoint_iterations(model_path):
-    if not os.path.isdir(model_path):
-        return []
-    found = (re.fullmatch(r"chkpnt(\d+)\.pth", name) for name in os.listdir(model_path))
-    return sorted(int(match.group(1)) for match in found if match)
-
-
 def save_checkpoint(model_path, iteration, state):
     """Write chkpnt<iteration>.pth and remove the folder's other checkpoints: older ones are no longer needed,
     newer ones are left from an earlier run that this one replaces, and --resume must not pick them."""
     write_atomically(checkpoint_path(model_path, iteration), lambda file: torch.save(state, file))
-    for other in checkpoint_iterations(model_path):
+    for other in checkpoint_iterations_in(model_path):
         if other != iteration:
             os.remove(checkpoint_path(model_path, other))
 
 
 def load_checkpoint(model_path, method, settings):
     """The newest checkpoint in model_path, checked against the run it should continue."""
-    saved = checkpoint_iterations(model_path)
+    saved = checkpoint_iterations_in(model_path)
     if not saved:
         raise TrainingError(f"--resume: no chkpnt<N>.pth checkpoint in {model_path}")
     path = checkpoint_path(model_path, saved[-1])
