@@ -25,7 +25,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import json
 import shlex
 import sys
-import tempfile
 from argparse import ArgumentParser
 
 import numpy as np
@@ -41,11 +40,13 @@ from blur.presets import OFFICIAL_ITERATIONS, as_arguments, cpu_scale_options
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import BLUR_TYPES
+from utils.atomic_file import atomic_write
 
 VANILLA, DEBLURRING = "vanilla_3dgs", "deblurring_3dgs"
 PSNR_TARGETS = {"defocus": 2.0, "motion": 3.0}
 # Published NeRF baselines are slow on a CPU; these two bracket them (vanilla, and the deblurring pioneer).
 DEFAULT_NERF_METHODS = ("nerf", "deblurnerf")
+FPS_TURNS = 5
 
 
 class BenchmarkError(ValueError):
@@ -94,33 +95,48 @@ def training_arguments(scene_folder, blur, model_path, iterations, full, device,
     return argv
 
 
-def run_row(scene_name, blur, method, argv, iterations, model_path, reuse, fps_frames):
-    """Train (unless reuse finds the run finished), then score and time the saved model: one result row."""
+def train_row(scene_name, blur, method, argv, iterations, model_path, reuse):
+    """Train (unless reuse finds the run finished) and read its scores: one result row, without its speed."""
     results_path = os.path.join(model_path, f"results_{iterations}.json")
     if not (reuse and os.path.isfile(results_path)):
         print(f"\n=== {scene_name} / {method}: train.py {shlex.join(argv)}")
         train.main(argv)
     with open(results_path) as file:
         results = json.load(file)
-    _, dataset, _, pipe, _ = train.parse_args(argv)
-    with torch.no_grad():
-        gaussians = GaussianModel(dataset.sh_degree, dataset.device)
-        scene = Scene(dataset, gaussians, load_iteration=iterations)
-        background = torch.zeros(3, device=dataset.device)
-        speed = render_cli.measure_fps(scene.test_cameras, gaussians, background, pipe.backend,
-                                       torch.device(dataset.device), warmup_frames=5, timed_frames=fps_frames)
-    camera = scene.test_cameras[0]
     return {
         "scene": scene_name,
         "blur": blur,
         "method": method,
         "iterations": iterations,
         "train_seconds": results["train_seconds"],
-        "render_fps": speed["fps"],
-        "render_resolution": f"{camera.width}x{camera.height}",
-        "num_gaussians": gaussians.num_points,
+        "render_fps": None,
+        "render_resolution": None,
+        "num_gaussians": results["num_gaussians"],
         "metrics": results["mean"],
     }
+
+
+def measure_render_speeds(rows, argvs, iterations, fps_frames):
+    """Fill in the rows' render speed: the saved models take turns, a few frames each, so that a change of load
+    on a shared machine affects every model alike; each speed is the median of its turns' median frame times."""
+    models = []
+    with torch.no_grad():
+        for argv in argvs:
+            _, dataset, _, pipe, _ = train.parse_args(argv)
+            gaussians = GaussianModel(dataset.sh_degree, dataset.device)
+            scene = Scene(dataset, gaussians, load_iteration=iterations)
+            models.append((gaussians, scene.test_cameras, pipe.backend, torch.device(dataset.device)))
+        turns = {index: [] for index in range(len(models))}
+        for _ in range(FPS_TURNS):
+            for index, (gaussians, cameras, backend, device) in enumerate(models):
+                background = torch.zeros(3, device=device)
+                speed = render_cli.measure_fps(cameras, gaussians, background, backend, device, warmup_frames=2,
+                                               timed_frames=max(1, fps_frames // FPS_TURNS))
+                turns[index].append(speed["median_ms"])
+    for index, row in enumerate(rows):
+        camera = models[index][1][0]
+        row["render_fps"] = 1000.0 / float(np.median(turns[index]))
+        row["render_resolution"] = f"{camera.width}x{camera.height}"
 
 
 def nerf_rows(scene_folder, blur, methods, iterations, device, out_root):
@@ -189,12 +205,8 @@ def markdown(rows, summary, settings):
 
 
 def write_atomically(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
+    with atomic_write(path, "w") as file:
         file.write(text)
-    os.replace(temporary, path)
 
 
 def main(argv=None):
@@ -210,7 +222,8 @@ def main(argv=None):
     parser.add_argument("--no-vanilla", dest="vanilla", action="store_false", help="skip the vanilla runs")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fps-frames", type=int, default=50, help="timed frames of the render-speed measurement")
+    parser.add_argument("--fps-frames", type=int, default=100,
+                        help="timed frames per model of the render-speed measurement, in turns between the models")
     parser.add_argument("--lpips_weights", nargs="+", default=None, metavar="FILE",
                         help="local LPIPS AlexNet weights (see train.py)")
     parser.add_argument("--with-nerf", action="store_true", help="also run the NeRF baselines (baselines/nerf)")
@@ -239,12 +252,15 @@ def main(argv=None):
     json_path = os.path.join(args.out, "deblur_bench.json")
     markdown_path = os.path.join(args.out, "deblur_bench.md")
     for scene_name, folder, blur in scenes:
+        scene_rows, scene_argvs = [], []
         for method in methods:
             model_path = os.path.join(args.out, "runs", scene_name, method)
             argv_train = training_arguments(folder, blur, model_path, iterations, args.full, args.device, args.seed,
                                             args.lpips_weights) + method_arguments(method, variants)
-            rows.append(run_row(scene_name, blur, method, argv_train, iterations, model_path, args.reuse,
-                                args.fps_frames))
+            scene_rows.append(train_row(scene_name, blur, method, argv_train, iterations, model_path, args.reuse))
+            scene_argvs.append(argv_train)
+        measure_render_speeds(scene_rows, scene_argvs, iterations, args.fps_frames)
+        rows += scene_rows
         if args.with_nerf:
             try:
                 rows += nerf_rows(folder, blur, args.nerf_methods, args.nerf_iterations, args.device,
