@@ -545,12 +545,19 @@ SPLAT_HD void visible_half_extent(Sym2 conic, float min_power, float& half_x, fl
     half_y = sqrtf(level * conic.a / det);
 }
 
+// splat_alpha of a sample whose exponential G = exp(power) is given, so that
+// a backend can evaluate the exponential its own way (the CPU, vectorised).
+SPLAT_HD float splat_alpha_from_exp(float opacity, float power, float G) {
+    // Testing before the cap is the same test, as kMinAlpha < kMaxAlpha, and
+    // keeps the cap's branch out of the masks of the CPU's vectorised loops.
+    const float alpha = opacity * G;
+    return power > 0.f || alpha < kMinAlpha ? 0.f : minf(kMaxAlpha, alpha);
+}
+
 // Opacity of one Gaussian at one pixel, or 0 where it is skipped.
 SPLAT_HD float splat_alpha(Sym2 conic, float opacity, float dx, float dy) {
     const float power = gaussian_power(conic, dx, dy);
-    if (power > 0.f) return 0.f;
-    const float alpha = minf(kMaxAlpha, opacity * expf(power));
-    return alpha < kMinAlpha ? 0.f : alpha;
+    return splat_alpha_from_exp(opacity, power, expf(power));
 }
 
 // d(alpha) of a contributing sample -> d(conic) (full-matrix gradient),
@@ -562,9 +569,10 @@ struct AlphaGradient {
     float d_opacity;
 };
 
-SPLAT_HD AlphaGradient splat_alpha_vjp(Sym2 conic, float opacity, float dx, float dy, float d_alpha) {
+// splat_alpha_vjp with the sample's G = exp(power) given, as for splat_alpha_from_exp.
+SPLAT_HD AlphaGradient splat_alpha_vjp_from_exp(Sym2 conic, float opacity, float G, float dx, float dy,
+                                                float d_alpha) {
     AlphaGradient g = {{0.f, 0.f, 0.f}, {0.f, 0.f}, 0.f};
-    const float G = expf(gaussian_power(conic, dx, dy));
     if (opacity * G > kMaxAlpha) return g;
     g.d_opacity = G * d_alpha;
     const float d_power = opacity * G * d_alpha;
@@ -575,6 +583,10 @@ SPLAT_HD AlphaGradient splat_alpha_vjp(Sym2 conic, float opacity, float dx, floa
     g.d_mean2d[0] = (conic.a * dx + conic.b * dy) * d_power;
     g.d_mean2d[1] = (conic.b * dx + conic.c * dy) * d_power;
     return g;
+}
+
+SPLAT_HD AlphaGradient splat_alpha_vjp(Sym2 conic, float opacity, float dx, float dy, float d_alpha) {
+    return splat_alpha_vjp_from_exp(conic, opacity, expf(gaussian_power(conic, dx, dy)), dx, dy, d_alpha);
 }
 
 }  // namespace splat
