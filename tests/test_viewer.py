@@ -29,7 +29,7 @@ from scene.cameras import Camera
 from tiny_scene import HEIGHT, WIDTH, make_tiny_scene
 from viewer import Viewer, camera_from_viewer_pose, load_viewer_scene, viewer_pose_of
 from viewer.frames import depth_to_uint8, moving_scale, pad_to_aspect, to_uint8
-from viewer.server import MINIMUM_MOVING_SCALE
+from viewer.server import MINIMUM_MOVING_SCALE, port_accepts_connections
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A canvas 2.5 times the tiny scene's 64x48 views, with the same aspect ratio.
@@ -96,14 +96,6 @@ def scaled_camera(camera, width, height):
 
 def mean_difference(first, second):
     return np.abs(first.astype(np.float64) - second.astype(np.float64)).mean()
-
-
-def port_is_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-        return True
-    except OSError:
-        return False
 
 
 def wait_until(condition, timeout, what):
@@ -331,9 +323,9 @@ def test_the_server_stops_cleanly(trained_run):
     browser.send_camera(*viewer_pose_of(viewer.scene.train_cameras[0]))
     browser.next_frame()
     threads = [view.thread for view in viewer.clients.values()]
-    assert threads and port_is_open(port)
+    assert threads and port_accepts_connections(port)
     viewer.stop()
-    assert not port_is_open(port)
+    assert not port_accepts_connections(port)
     assert not any(thread.is_alive() for thread in threads)
     assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("viewer-")]
     browser.close()
@@ -518,7 +510,7 @@ def test_render_py_view_serves_until_interrupted(trained_run):
         process.kill()
     assert process.returncode == 0, errors
     assert "Traceback" not in errors
-    assert not port_is_open(port)
+    assert not port_accepts_connections(port)
 
 
 def test_render_py_view_of_a_missing_model_fails_without_a_traceback(tmp_path):

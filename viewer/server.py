@@ -6,6 +6,7 @@ full resolution once the camera has been still for a moment.
 """
 
 import math
+import socket
 import sys
 import threading
 import time
@@ -32,7 +33,8 @@ WATCH_INTERVAL_SECONDS = 2.0
 JPEG_QUALITY = 90
 # Weight of the newest frame in the smoothed cost per pixel.
 SMOOTHING = 0.3
-# A render thread that does not finish its frame within this long when stopping is left to end on its own.
+# A render thread that does not finish its frame within this long when stopping is left to end on its own; the
+# server's socket gets as long to close.
 STOP_TIMEOUT_SECONDS = 30.0
 
 
@@ -147,7 +149,20 @@ class Viewer:
             view.stop()
         if self.watcher is not None:
             self.watcher.join()
+        port = self.port
         self.server.stop()
+        # viser's stop() waits for its server thread only a second, which a busy machine can outlast.
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while port_accepts_connections(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def port_accepts_connections(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1.0).close()
+        return True
+    except OSError:
+        return False
 
 
 class ClientView:
