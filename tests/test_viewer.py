@@ -494,7 +494,13 @@ def stdout_lines(process):
 def test_render_py_view_serves_until_interrupted(trained_run):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = run_render_cli("-m", trained_run, "--view", "--port", str(port), "--device", "cpu")
+    # A child inherits an ignored SIGINT (as in a shell's background job) but never a handler: give it a handler
+    # while starting it, so that it gets Ctrl+C however this suite was launched.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = run_render_cli("-m", trained_run, "--view", "--port", str(port), "--device", "cpu")
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         lines = stdout_lines(process)
         line = ""
