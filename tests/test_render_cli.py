@@ -9,21 +9,14 @@ import numpy as np
 import pytest
 
 import render
-import train
-from tiny_scene import HEIGHT, WIDTH, make_tiny_scene
+from tiny_scene import HEIGHT, WIDTH, train_tiny_run
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    scene_folder = tmp_path_factory.mktemp("tiny_scene")
-    make_tiny_scene(scene_folder)
-    model_path = str(tmp_path_factory.mktemp("run"))
-    train.main(["-s", str(scene_folder), "-m", model_path, "--eval", "--hold", "4", "--device", "cpu",
-                "--iterations", "60", "--save_iterations", "30", "60", "--test_iterations", "60",
-                "--densify_from_iter", "20", "--densification_interval", "20"])
-    return model_path
+    return train_tiny_run(tmp_path_factory)
 
 
 def run_render_cli(*arguments):

@@ -26,7 +26,7 @@ import train
 from arguments import ModelParams, read_cfg_args
 from gaussian_renderer import render as render_view
 from scene.cameras import Camera
-from tiny_scene import HEIGHT, WIDTH, make_tiny_scene
+from tiny_scene import HEIGHT, WIDTH, make_tiny_scene, train_tiny_run
 from viewer import Viewer, camera_from_viewer_pose, load_viewer_scene, viewer_pose_of
 from viewer.frames import depth_to_uint8, moving_scale, pad_to_aspect, to_uint8
 from viewer.server import MINIMUM_MOVING_SCALE, port_accepts_connections
@@ -40,13 +40,7 @@ JPEG_TOLERANCE = 2.0
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    scene_folder = tmp_path_factory.mktemp("tiny_scene")
-    make_tiny_scene(scene_folder)
-    model_path = str(tmp_path_factory.mktemp("run"))
-    train.main(["-s", str(scene_folder), "-m", model_path, "--eval", "--hold", "4", "--device", "cpu",
-                "--iterations", "60", "--save_iterations", "30", "60", "--test_iterations", "60",
-                "--checkpoint_iterations", "40", "--densify_from_iter", "20", "--densification_interval", "20"])
-    return model_path
+    return train_tiny_run(tmp_path_factory, "--checkpoint_iterations", "40")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from gaussian_rasterizer import Camera, rasterize_gaussians
 
+import train
 from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat_to_qvec, write_model
 from scene.gaussian_model import rgb_to_sh
 
@@ -80,3 +81,14 @@ def make_tiny_scene(folder, view_count=8, gaussian_count=40, seed=0):
     os.makedirs(os.path.join(folder, "sparse", "0"), exist_ok=True)
     write_model(os.path.join(folder, "sparse", "0"), cameras, images, points3d, ext=".txt")
     return poses
+
+
+def train_tiny_run(tmp_path_factory, *extra_arguments):
+    """A model trained for 60 iterations on a new tiny scene (snapshots at 30 and 60); returns its folder."""
+    scene_folder = tmp_path_factory.mktemp("tiny_scene")
+    make_tiny_scene(scene_folder)
+    model_path = str(tmp_path_factory.mktemp("run"))
+    train.main(["-s", str(scene_folder), "-m", model_path, "--eval", "--hold", "4", "--device", "cpu",
+                "--iterations", "60", "--save_iterations", "30", "60", "--test_iterations", "60",
+                "--densify_from_iter", "20", "--densification_interval", "20", *extra_arguments])
+    return model_path
