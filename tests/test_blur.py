@@ -35,7 +35,7 @@ from scene.gaussian_model import (
     rgb_to_sh,
 )
 from scene.scene import point_cloud_path
-from tiny_scene import FOCAL, HEIGHT, WIDTH, look_at_origin, make_tiny_scene, random_unit_quaternions
+from tiny_scene import FOCAL, HEIGHT, WIDTH, look_at_origin, random_unit_quaternions
 
 # Schedules shrunk to a few dozen iterations: densification, the KNN augmentation and SH growth all happen.
 SHORT_SCHEDULE = [
@@ -49,13 +49,6 @@ SHORT_SCHEDULE = [
     "--knn_rate", "0.25",
     "--position_lr_max_steps", "40",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_scene(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_scene")
-    make_tiny_scene(folder)
-    return str(folder)
 
 
 def default_opt():

@@ -10,7 +10,6 @@ import train
 from gaussian_renderer import render
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
-from tiny_scene import make_tiny_scene
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,13 +25,6 @@ SHORT_SCHEDULE = [
     "--position_lr_init", "0.0016",
     "--position_lr_final", "0.000016",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_scene(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_scene")
-    make_tiny_scene(folder)
-    return str(folder)
 
 
 def mean_training_loss(gaussians, scene):
