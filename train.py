@@ -196,6 +196,7 @@ def create_blur_model(blur_args, device):
         max_clamp=blur_args.max_clamp,
         normalize_rotations=blur_args.normalize_rotations,
         initial_scale_factor=blur_args.initial_scale_factor,
+        lens_blur=blur_args.lens_blur,
     ).to(device)
     return blur_model, blur_optimizer(blur_model, blur_args)
 

@@ -6,8 +6,7 @@
 The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/. Each scene
 is trained with the synthetic_<blur> preset twice: "vanilla_3dgs" with --blur none (the same recipe without the
 blur MLP, the KNN augmentation and depth-scaled pruning) and "deblurring_3dgs" with the blur model; each --variant
-adds a deblurring run with extra train.py flags, e.g.
---variant "improved=--max_clamp 1.5 --initial_scale_factor 1.05 --normalize_rotations" (what demo.py trains with).
+adds a deblurring run with extra train.py flags, e.g. --variant "lens=--lens_blur" (what demo.py trains with).
 
 CPU scale by default: the official schedule compressed to --iterations (blur.cpu_scale_options). --full trains the
 paper's 20 000 iterations with the presets' own settings, on the GPU when there is one.

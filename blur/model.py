@@ -10,7 +10,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from gaussian_renderer import render
+from gaussian_rasterizer.reference import project
+from gaussian_renderer import raster_camera, render
 
 BLUR_MODES = ("defocus", "motion")
 POSITION_FREQUENCIES = 3
@@ -20,6 +21,12 @@ HIDDEN_LAYERS = 3
 # Heads this narrow (the defocus scale head) start with small weights, as in the official code.
 SMALL_HEAD_OUTPUTS = 3
 SMALL_HEAD_GAIN = 0.1
+# The thin-lens blur starts at this many pixels per unit of |median depth / depth - median depth / focus|, focused
+# nearer than the median depth: photographers focus on the subject, and a start beyond the true focus can settle
+# on the mirror-image focus behind the median (near Gaussians blurred, far ones sharp).
+LENS_INITIAL_BLUR_PIXELS = 2.0
+LENS_INITIAL_FOCUS = 0.75
+MIN_LENS_DEPTH = 1e-3
 
 
 def positional_encoding(x, frequencies):
@@ -61,10 +68,18 @@ class BlurModel(nn.Module):
     With the official initialisation the scale head's outputs start near 0, so its factors start clamped at 1,
     where they get no gradient. initial_scale_factor (in [1, max_clamp]) sets the scale head's biases so that its
     factors start there instead, inside the clamp range.
+
+    lens_blur (defocus only) adds a thin lens per training view. A defocused point spreads into a disc whose
+    radius in pixels is aperture * focal * |1/depth - 1/focus|; each Gaussian is convolved with an isotropic
+    Gaussian of that size, i.e. its variance grows by blur^2 along every axis (rotations are then normalised, so
+    that this growth stays isotropic). A small network maps the encoded camera centre to the view's aperture and
+    focus. The convolution keeps each Gaussian's coverage: its opacity falls as its screen footprint grows, so
+    that the sharp Gaussians must cover the scene as densely as the blurred ones.
+
     """
 
     def __init__(self, mode, num_moments=4, lambda_s=0.01, lambda_p=0.01, max_clamp=1.1, normalize_rotations=False,
-                 initial_scale_factor=None):
+                 initial_scale_factor=None, lens_blur=False):
         super().__init__()
         if mode not in BLUR_MODES:
             raise ValueError(f"blur mode must be one of {', '.join(BLUR_MODES)}, got {mode!r}")
@@ -78,12 +93,16 @@ class BlurModel(nn.Module):
             raise ValueError(
                 f"initial_scale_factor must be in [1, max_clamp = {max_clamp}], got {initial_scale_factor}"
             )
+        if lens_blur and mode != "defocus":
+            raise ValueError(f"lens blur models defocus, not {mode} blur")
         self.mode = mode
         self.num_moments = num_moments
         self.lambda_s = float(lambda_s)
         self.lambda_p = float(lambda_p)
         self.max_clamp = float(max_clamp)
-        self.normalize_rotations = bool(normalize_rotations)
+        self.lens_blur = bool(lens_blur)
+        # The lens adds variance along the local axes, which is isotropic only for orthonormal rotation matrices.
+        self.normalize_rotations = bool(normalize_rotations) or self.lens_blur
         self.initial_scale_factor = None if initial_scale_factor is None else float(initial_scale_factor)
 
         layers = []
@@ -98,6 +117,14 @@ class BlurModel(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 initialise_linear(module)
+        self.lens_network = None
+        if self.lens_blur:
+            self.lens_network = nn.Sequential(nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH), nn.ReLU(),
+                                      nn.Linear(HIDDEN_WIDTH, 2))
+            # Outputs are log blur strength and log relative inverse focus, both 0 at the start: every view starts
+            # with the same lens.
+            nn.init.zeros_(self.lens_network[-1].weight)
+            nn.init.zeros_(self.lens_network[-1].bias)
         if self.initial_scale_factor is not None:
             nn.init.constant_(self.scale_head.bias, (self.initial_scale_factor - 1.0 + self.lambda_s) / self.lambda_s)
 
@@ -115,6 +142,7 @@ class BlurModel(nn.Module):
             "max_clamp": self.max_clamp,
             "normalize_rotations": self.normalize_rotations,
             "initial_scale_factor": self.initial_scale_factor,
+            "lens_blur": self.lens_blur,
         }
 
     def bounded_factors(self, outputs):
@@ -147,7 +175,8 @@ class BlurModel(nn.Module):
         scale_factors, rotation_factors, offsets = self(params.means, params.scales, params.rotations,
                                                         camera.camera_center)
         if self.mode == "defocus":
-            return [self.transformed(params, scale_factors[:, 0], rotation_factors[:, 0])]
+            blurred = self.transformed(params, scale_factors[:, 0], rotation_factors[:, 0])
+            return [self.lens_blurred(blurred, camera) if self.lens_blur else blurred]
         # The unshifted moment uses the last slot of factors, the shifted moment i slot i.
         last = self.num_moments
         moments = [self.transformed(params, scale_factors[:, last], rotation_factors[:, last])]
@@ -156,6 +185,25 @@ class BlurModel(nn.Module):
             for i in range(self.num_moments)
         ]
         return moments
+
+    def lens_parameters(self, camera):
+        """The view's thin lens as (blur strength in pixels, focus relative to the median depth)."""
+        view = positional_encoding(camera.camera_center.detach().reshape(1, 3), VIEW_FREQUENCIES)
+        log_strength, log_inverse_focus = self.lens_network(view)[0].unbind()
+        return LENS_INITIAL_BLUR_PIXELS * log_strength.exp(), LENS_INITIAL_FOCUS * (-log_inverse_focus).exp()
+
+    def lens_blur_pixels(self, depths, camera):
+        """Each Gaussian's defocus blur (standard deviation, pixels) at camera-space depths (N,)."""
+        strength, relative_focus = self.lens_parameters(camera)
+        median = depths.median()
+        return strength * (median / depths - 1.0 / relative_focus).abs()
+
+    def lens_blurred(self, params, camera):
+        """params convolved with each Gaussian's defocus blur, their opacities lowered to keep their coverage."""
+        depths = camera_depths(params.means.detach(), camera)
+        blur = (self.lens_blur_pixels(depths, camera) * depths / camera.fx)[:, None]
+        defocused = dataclasses.replace(params, scales=torch.sqrt(params.scales ** 2 + blur ** 2))
+        return dataclasses.replace(defocused, opacities=params.opacities * footprint_ratio(params, defocused, camera))
 
     def transformed(self, params, scale_factors, rotation_factors, offsets=None):
         rotations = params.rotations * rotation_factors
@@ -172,6 +220,21 @@ class BlurModel(nn.Module):
         """The (3, H, W) image compared with camera's blurry photo in training."""
         outputs = [render(camera, moment, background, backend) for moment in self.blurred_params(params, camera)]
         return mean_image(outputs)
+
+
+def camera_depths(means, camera):
+    """Camera-space depths of means (N, 3), kept positive for Gaussians behind the camera (which are culled)."""
+    world_to_camera = camera.world_to_camera
+    return (means @ world_to_camera[2, :3] + world_to_camera[2, 3]).clamp_min(MIN_LENS_DEPTH)
+
+
+def footprint_ratio(sharp, blurred, camera):
+    """(N, 1): sqrt(det sharp / det blurred) of the Gaussians' screen-space covariances. Multiplying a blurred
+    Gaussian's opacity by it keeps the integral of its alpha over the image, as a convolution does."""
+    view = raster_camera(camera)
+    _, _, sharp_covariances, _ = project(sharp.means, sharp.scales, sharp.rotations, view, True)
+    _, _, blurred_covariances, _ = project(blurred.means, blurred.scales, blurred.rotations, view, True)
+    return (torch.linalg.det(sharp_covariances) / torch.linalg.det(blurred_covariances)).sqrt()[:, None]
 
 
 def mean_image(outputs):

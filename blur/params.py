@@ -20,6 +20,9 @@ class BlurParams(ParamGroup):
                "initialisation leaves them clamped and without gradient", type=float),
         Option("normalize_rotations", False,
                "renormalise each quaternion after the MLP's factors (the official code does not)"),
+        Option("lens_blur", False,
+               "defocus: also blur each Gaussian by a thin lens learned per training view (aperture and focus), "
+               "keeping its coverage; implies --normalize_rotations"),
         Option("knn_iteration", 2500, "iteration of the one-off KNN point augmentation; 0 disables it"),
         Option("knn_neighbours", 4, "nearest Gaussians that colour each added point"),
         Option("knn_max_distance", 2.0,
@@ -46,6 +49,7 @@ class BlurParams(ParamGroup):
              args.initial_scale_factor is None or 1.0 <= args.initial_scale_factor <= args.max_clamp,
              "must be in [1, --max_clamp]"),
             ("blur_lr", args.blur_lr > 0.0, "must be positive"),
+            ("lens_blur", not args.lens_blur or args.blur == "defocus", "needs --blur defocus"),
             ("knn_iteration", args.knn_iteration >= 0, "must be 0 (off) or positive"),
             ("knn_neighbours", args.knn_neighbours >= 1, "must be positive"),
             ("knn_max_distance", args.knn_max_distance > 0.0, "must be positive"),

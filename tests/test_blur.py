@@ -15,7 +15,9 @@ from blur import (
     BlurModel,
     BlurModelError,
     augment_points,
+    blur_model_from_state,
     blur_model_path,
+    blur_model_state,
     depth_scaled_thresholds,
     load_blur_model,
     preset_names,
@@ -24,8 +26,9 @@ from blur import (
     scaled_schedule,
 )
 from blur.augmentation import augmentation_count, robust_bounds
-from blur.model import input_size
-from gaussian_renderer import render
+from blur.model import LENS_INITIAL_BLUR_PIXELS, LENS_INITIAL_FOCUS, input_size
+from gaussian_rasterizer.reference import project, quaternion_to_matrix
+from gaussian_renderer import raster_camera, render
 from scene.cameras import Camera
 from scene.gaussian_model import (
     GaussianModel,
@@ -147,6 +150,102 @@ def test_defocus_never_shrinks_a_gaussian():
         assert blurred.opacities is params.opacities and blurred.sh_coeffs is params.sh_coeffs
     # With these weights the factors reach both ends of the clamp range.
     assert scale_factors.min().item() == 1.0 and scale_factors.max().item() == pytest.approx(1.1)
+
+
+def set_lens(blur_model, blur_pixels, relative_focus):
+    """Give every view the same lens: blur_pixels per unit of |median depth / depth - median depth / focus|, focus
+    at relative_focus times the median depth."""
+    last = blur_model.lens_network[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([np.log(blur_pixels / LENS_INITIAL_BLUR_PIXELS),
+                                      np.log(LENS_INITIAL_FOCUS / relative_focus)]))
+
+
+def covariances(params):
+    matrices = quaternion_to_matrix(params.rotations / params.rotations.norm(dim=-1, keepdim=True))
+    scaled = matrices * params.scales[:, None, :]
+    return scaled @ scaled.transpose(1, 2)
+
+
+def test_lens_blur_convolves_each_gaussian_with_its_defocus_and_keeps_its_coverage():
+    params = random_params(2000)
+    camera = tiny_camera()
+    model = BlurModel("defocus", lens_blur=True)
+    assert model.normalize_rotations
+    randomise_weights(model.trunk, 1.0)
+    set_lens(model, blur_pixels=10.0, relative_focus=0.8)
+    (blurred,) = model.blurred_params(params, camera)
+    # The MLP's own factors, without the lens.
+    scale_factors, rotation_factors, _ = model(params.means, params.scales, params.rotations, camera.camera_center)
+    factored = model.transformed(params, scale_factors[:, 0], rotation_factors[:, 0])
+
+    depths = params.means @ camera.world_to_camera[2, :3] + camera.world_to_camera[2, 3]
+    median = depths.median()
+    focus = 0.8 * median
+    blur_pixels = 10.0 * median * (1.0 / depths - 1.0 / focus).abs()
+    blur = blur_pixels * depths / camera.fx
+    # Convolving with an isotropic Gaussian adds its variance along every direction.
+    torch.testing.assert_close(covariances(blurred), covariances(factored) + blur[:, None, None] ** 2 * torch.eye(3),
+                               rtol=1e-4, atol=1e-6)
+    assert blur.max() > params.scales.max()
+    torch.testing.assert_close(blurred.rotations, factored.rotations)
+    assert torch.equal(blurred.means, params.means) and blurred.sh_coeffs is params.sh_coeffs
+
+    # Opacity times the footprint's area (sqrt of the screen covariance's determinant) is kept by the lens.
+    view = raster_camera(camera)
+    _, _, factored_covariances, _ = project(factored.means, factored.scales, factored.rotations, view, True)
+    _, _, blurred_covariances, _ = project(blurred.means, blurred.scales, blurred.rotations, view, True)
+    torch.testing.assert_close(blurred.opacities[:, 0] * torch.linalg.det(blurred_covariances).sqrt(),
+                               params.opacities[:, 0] * torch.linalg.det(factored_covariances).sqrt(),
+                               rtol=1e-4, atol=0)
+    assert torch.all(blurred.opacities <= params.opacities * (1 + 1e-6))
+    assert torch.any(blurred.opacities < 0.5 * params.opacities)
+
+
+def test_lens_blur_spreads_a_rendered_gaussian_without_changing_its_total_alpha():
+    camera = tiny_camera(0.0)
+    centre = camera.camera_center / camera.camera_center.norm() * 0.5  # 3.5 units in front of the camera
+    depth = (camera.world_to_camera[2, :3] @ centre + camera.world_to_camera[2, 3]).item()
+    sigma_pixels = 3.0
+    params = GaussianParams(
+        means=centre[None].clone(),
+        scales=torch.full((1, 3), sigma_pixels * depth / FOCAL),
+        rotations=torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+        opacities=torch.tensor([[0.5]]),
+        sh_coeffs=torch.zeros(1, 1, 3),
+        sh_degree=0,
+    )
+    model = BlurModel("defocus", lens_blur=True)
+    # One Gaussian is its own median depth: focused at 1 / 1.5 of it, it is blurred by 4 * |1 - 1.5| = 2 pixels.
+    set_lens(model, blur_pixels=4.0, relative_focus=1.0 / 1.5)
+    (blurred,) = model.blurred_params(params, camera)
+    background = torch.zeros(3)
+    sharp_alpha = render(camera, params, background, "cpu").alpha
+    blurred_alpha = render(camera, blurred, background, "cpu").alpha
+    # sigma 3 -> sqrt(3^2 + 2^2) pixels (+0.3 px^2 low-pass), so the peak falls by about 13 / (9 + 0.3) ...
+    assert blurred_alpha.max() < 0.75 * sharp_alpha.max()
+    # ... while the total stays. Alpha under 1/255 is skipped: about 1-3% of a Gaussian this faint, so 5% apart.
+    assert blurred_alpha.sum().item() == pytest.approx(sharp_alpha.sum().item(), rel=0.05)
+
+
+def test_lens_blur_learns_its_lens_from_the_render_loss_and_is_only_for_defocus():
+    params = random_params(300)
+    camera = tiny_camera()
+    model = BlurModel("defocus", lens_blur=True)
+    image, _ = train.render_training_view(camera, params, model, torch.zeros(3), "cpu")
+    image.sum().backward()
+    gradients = [parameter.grad for parameter in model.lens_network.parameters()]
+    assert all(gradient is not None for gradient in gradients)
+    assert model.lens_network[-1].bias.grad.abs().min() > 0
+    # Saved and loaded, the lens blurs the same.
+    set_lens(model, blur_pixels=5.0, relative_focus=1.2)
+    loaded = blur_model_from_state(blur_model_state(model), "cpu", "memory")
+    assert loaded.lens_blur
+    torch.testing.assert_close(loaded.blurred_params(params, camera)[0].scales,
+                               model.blurred_params(params, camera)[0].scales, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lens blur models defocus"):
+        BlurModel("motion", lens_blur=True)
 
 
 def test_rotations_are_left_unnormalised_unless_asked():
@@ -420,6 +519,8 @@ def test_unknown_preset_and_bad_blur_options(tmp_path, capsys):
     expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--max_clamp", "nan"], capsys, "--max_clamp")
     expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--depth_prune_range", "0.5"], capsys,
                        "--depth_prune_range")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--lens_blur"], capsys,
+                       "--lens_blur needs --blur defocus")
 
 
 def test_scaled_schedule_compresses_the_official_one():
