@@ -1,12 +1,15 @@
 """Vanilla 3DGS against Deblurring 3DGS on the synthetic benchmark suite, for defocus and camera-motion blur.
 
     python bench/deblur.py [--data data/bench] [--scenes gallery_defocus blocks_motion] [--blur defocus]
-                           [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--with-nerf]
+                           [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--with-sharp] [--with-nerf]
 
 The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/. Each scene
 is trained with the synthetic_<blur> preset twice: "vanilla_3dgs" with --blur none (the same recipe without the
 blur MLP, the KNN augmentation and depth-scaled pruning) and "deblurring_3dgs" with the blur model; each --variant
 adds a deblurring run with extra train.py flags, e.g. --variant "lens=--lens_blur" (what demo.py trains with).
+--with-sharp adds "sharp_3dgs": the vanilla recipe trained on the sharp truth of the training photos, which the
+generator keeps in images_sharp/. Its gain over vanilla estimates the most that any blur model can recover at the
+same schedule, and so how far a target is within reach.
 
 CPU scale by default: the official schedule compressed to --iterations (blur.cpu_scale_options). --full trains the
 paper's 20 000 iterations with the presets' own settings, on the GPU when there is one.
@@ -42,7 +45,7 @@ from scene.scene import Scene
 from scene.synthetic import BLUR_TYPES
 from utils.atomic_file import atomic_write
 
-VANILLA, DEBLURRING = "vanilla_3dgs", "deblurring_3dgs"
+VANILLA, DEBLURRING, SHARP = "vanilla_3dgs", "deblurring_3dgs", "sharp_3dgs"
 PSNR_TARGETS = {"defocus": 2.0, "motion": 3.0}
 # Published NeRF baselines are slow on a CPU; these two bracket them (vanilla, and the deblurring pioneer).
 DEFAULT_NERF_METHODS = ("nerf", "deblurnerf")
@@ -73,16 +76,35 @@ def find_scenes(data, names, blur_types):
 
 def parse_variant(text):
     name, separator, flags = text.partition("=")
-    if not separator or not name or name in (VANILLA, DEBLURRING):
+    if not separator or not name or name in (VANILLA, DEBLURRING, SHARP):
         raise BenchmarkError(f"--variant {text!r}: expected NAME=FLAGS with a new name, e.g. "
                              f"\"improved=--max_clamp 1.5 --initial_scale_factor 1.05\"")
     return name, shlex.split(flags)
 
 
 def method_arguments(method, variants):
-    if method == VANILLA:
+    if method in (VANILLA, SHARP):
         return ["--blur", "none"]
     return dict(variants).get(method, [])
+
+
+def sharp_scene(scene_folder, out_folder):
+    """out_folder made into scene_folder with each photo that has a sharp truth in images_sharp/ replaced by it,
+    all by symbolic links; returns out_folder."""
+    sharp_images = os.path.join(scene_folder, "images_sharp")
+    if not os.path.isdir(sharp_images):
+        raise BenchmarkError(f"--with-sharp: {scene_folder} has no images_sharp/ folder of sharp training photos")
+    links = {name: os.path.join(scene_folder, name) for name in os.listdir(scene_folder) if name != "images"}
+    for name in os.listdir(os.path.join(scene_folder, "images")):
+        sharp = os.path.isfile(os.path.join(sharp_images, name))
+        links[os.path.join("images", name)] = os.path.join(scene_folder, "images_sharp" if sharp else "images", name)
+    os.makedirs(os.path.join(out_folder, "images"), exist_ok=True)
+    for name, target in links.items():
+        link = os.path.join(out_folder, name)
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(os.path.abspath(target), link)
+    return out_folder
 
 
 def training_arguments(scene_folder, blur, model_path, iterations, full, device, seed, lpips_weights):
@@ -186,10 +208,12 @@ def score(value, digits):
 def markdown(rows, summary, settings):
     lines = [f"# Deblurring benchmark ({settings['scale']}, {settings['device']})", "",
              "PSNR/SSIM on held-out sharp views. DN: Deblur-NeRF protocol (mean per-channel PSNR, scikit-image SSIM); "
-             "3DGS: 3DGS protocol (global PSNR, 11x11 Gaussian SSIM). LPIPS: AlexNet, when weights were given.", "",
-             "| scene | method | iterations | PSNR DN | SSIM DN | PSNR 3DGS | SSIM 3DGS | LPIPS | train s | "
-             "Gaussians | FPS | resolution |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "3DGS: 3DGS protocol (global PSNR, 11x11 Gaussian SSIM). LPIPS: AlexNet, when weights were given.", ""]
+    if any(row["method"] == SHARP for row in rows):
+        lines += [f"{SHARP}: vanilla trained on the sharp truth of the training photos, the ceiling of deblurring.", ""]
+    lines += ["| scene | method | iterations | PSNR DN | SSIM DN | PSNR 3DGS | SSIM 3DGS | LPIPS | train s | "
+              "Gaussians | FPS | resolution |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         dn, gs = row["metrics"]["deblur_nerf"], row["metrics"]["3dgs"]
         lines.append(
@@ -230,6 +254,8 @@ def main(argv=None):
                         help="timed frames per model of the render-speed measurement, in turns between the models")
     parser.add_argument("--lpips_weights", nargs="+", default=None, metavar="FILE",
                         help="local LPIPS AlexNet weights (see train.py)")
+    parser.add_argument("--with-sharp", action="store_true",
+                        help="also train vanilla on the sharp training photos (the ceiling of deblurring)")
     parser.add_argument("--with-nerf", action="store_true", help="also run the NeRF baselines (baselines/nerf)")
     parser.add_argument("--nerf-methods", nargs="+", default=list(DEFAULT_NERF_METHODS))
     parser.add_argument("--nerf-iterations", type=int, default=None, help="default: the NeRF benchmark's own")
@@ -250,6 +276,7 @@ def main(argv=None):
         parser.error(f"{args.data}: no scene matches --scenes/--blur")
 
     methods = ([VANILLA] if args.vanilla else []) + [DEBLURRING] + [name for name, _ in variants]
+    reference_methods = [SHARP] if args.with_sharp else []
     settings = {"scale": "full" if args.full else "cpu", "iterations": iterations, "device": args.device,
                 "seed": args.seed, "data": args.data, "variants": {name: flags for name, flags in variants}}
     rows = []
@@ -257,9 +284,15 @@ def main(argv=None):
     markdown_path = os.path.join(args.out, "deblur_bench.md")
     for scene_name, folder, blur in scenes:
         scene_rows, scene_argvs = [], []
-        for method in methods:
+        for method in methods + reference_methods:
             model_path = os.path.join(args.out, "runs", scene_name, method)
-            argv_train = training_arguments(folder, blur, model_path, iterations, args.full, args.device, args.seed,
+            source = folder
+            if method == SHARP:
+                try:
+                    source = sharp_scene(folder, os.path.join(args.out, "sharp_scenes", scene_name))
+                except BenchmarkError as error:
+                    parser.error(str(error))
+            argv_train = training_arguments(source, blur, model_path, iterations, args.full, args.device, args.seed,
                                             args.lpips_weights) + method_arguments(method, variants)
             scene_rows.append(train_row(scene_name, blur, method, argv_train, iterations, model_path, args.reuse))
             scene_argvs.append(argv_train)

@@ -1,0 +1,56 @@
+"""The deblurring benchmark's sharp-photo ceiling: the scene it trains on and the names it reserves."""
+
+import os
+
+import pytest
+
+from bench import deblur
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as file:
+        file.write(text)
+
+
+@pytest.fixture
+def blurry_scene(tmp_path):
+    """A scene folder in the generator's layout: a sharp test photo, a blurry training photo with its sharp
+    truth, and the poses beside them (their contents only label them)."""
+    folder = tmp_path / "gallery_motion"
+    write(folder / "images" / "000.png", "test view, sharp")
+    write(folder / "images" / "001.png", "training view, blurry")
+    write(folder / "images_sharp" / "001.png", "training view, sharp")
+    write(folder / "poses_bounds.npy", "poses")
+    write(folder / "hold=8", "")
+    return str(folder)
+
+
+def read(path):
+    with open(path) as file:
+        return file.read()
+
+
+def test_sharp_scene_trains_on_the_sharp_truth_and_keeps_the_rest(blurry_scene, tmp_path):
+    out = str(tmp_path / "sharp")
+    for _ in range(2):  # a rerun (the benchmark's --reuse) replaces the links it made before
+        assert deblur.sharp_scene(blurry_scene, out) == out
+        assert read(os.path.join(out, "images", "001.png")) == "training view, sharp"
+        assert read(os.path.join(out, "images", "000.png")) == "test view, sharp"
+        assert read(os.path.join(out, "poses_bounds.npy")) == "poses"
+        assert os.path.exists(os.path.join(out, "hold=8"))
+    assert sorted(os.listdir(os.path.join(out, "images"))) == ["000.png", "001.png"]
+    assert read(os.path.join(blurry_scene, "images", "001.png")) == "training view, blurry"
+
+
+def test_sharp_scene_needs_the_sharp_photos(blurry_scene, tmp_path):
+    os.remove(os.path.join(blurry_scene, "images_sharp", "001.png"))
+    os.rmdir(os.path.join(blurry_scene, "images_sharp"))
+    with pytest.raises(deblur.BenchmarkError, match="gallery_motion has no images_sharp"):
+        deblur.sharp_scene(blurry_scene, str(tmp_path / "sharp"))
+
+
+@pytest.mark.parametrize("name", [deblur.VANILLA, deblur.DEBLURRING, deblur.SHARP])
+def test_a_variant_cannot_take_a_method_name(name):
+    with pytest.raises(deblur.BenchmarkError, match="expected NAME=FLAGS with a new name"):
+        deblur.parse_variant(f"{name}=--lambda_p 0.03")
