@@ -270,6 +270,9 @@ def main(argv=None):
     try:
         variants = [parse_variant(text) for text in args.variant]
         scenes = find_scenes(args.data, args.scenes, args.blur)
+        # Made before any training, so that a scene without sharp photos stops the benchmark at once.
+        sharp_sources = {name: sharp_scene(folder, os.path.join(args.out, "sharp_scenes", name))
+                         for name, folder, _ in scenes} if args.with_sharp else {}
     except BenchmarkError as error:
         parser.error(str(error))
     if not scenes:
@@ -286,12 +289,7 @@ def main(argv=None):
         scene_rows, scene_argvs = [], []
         for method in methods + reference_methods:
             model_path = os.path.join(args.out, "runs", scene_name, method)
-            source = folder
-            if method == SHARP:
-                try:
-                    source = sharp_scene(folder, os.path.join(args.out, "sharp_scenes", scene_name))
-                except BenchmarkError as error:
-                    parser.error(str(error))
+            source = sharp_sources[scene_name] if method == SHARP else folder
             argv_train = training_arguments(source, blur, model_path, iterations, args.full, args.device, args.seed,
                                             args.lpips_weights) + method_arguments(method, variants)
             scene_rows.append(train_row(scene_name, blur, method, argv_train, iterations, model_path, args.reuse))
