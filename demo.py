@@ -36,7 +36,7 @@ from gaussian_renderer import render
 from scene.dataset_readers import read_image
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
-from scene.synthetic import SyntheticSceneError, generate_scene, preset_config
+from scene.synthetic import SHARP_IMAGES_FOLDER, SyntheticSceneError, generate_scene, preset_config
 
 PRESET = "synthetic_defocus"
 # The official MLP can only widen a Gaussian by 10%, and its initialisation leaves even that unused: it cannot
@@ -91,7 +91,7 @@ def input_blur_psnr(scene_folder, cameras):
     """Mean PSNR of the blurry training photos against their sharp truth: how blurred the inputs are."""
     values = []
     for camera in cameras:
-        sharp = read_image(os.path.join(scene_folder, "images_sharp", camera.image_name), background=None)
+        sharp = read_image(os.path.join(scene_folder, SHARP_IMAGES_FOLDER, camera.image_name), background=None)
         sharp = torch.from_numpy(sharp).permute(2, 0, 1)
         values.append(float(metrics.psnr_per_channel(camera.original_image, sharp)))
     return float(np.mean(values))

@@ -42,7 +42,7 @@ import train
 from blur.presets import OFFICIAL_ITERATIONS, as_arguments, cpu_scale_options
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
-from scene.synthetic import BLUR_TYPES
+from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER
 from utils.atomic_file import atomic_write
 
 VANILLA, DEBLURRING, SHARP = "vanilla_3dgs", "deblurring_3dgs", "sharp_3dgs"
@@ -91,13 +91,15 @@ def method_arguments(method, variants):
 def sharp_scene(scene_folder, out_folder):
     """out_folder made into scene_folder with each photo that has a sharp truth in images_sharp/ replaced by it,
     all by symbolic links; returns out_folder."""
-    sharp_images = os.path.join(scene_folder, "images_sharp")
+    sharp_images = os.path.join(scene_folder, SHARP_IMAGES_FOLDER)
     if not os.path.isdir(sharp_images):
-        raise BenchmarkError(f"--with-sharp: {scene_folder} has no images_sharp/ folder of sharp training photos")
+        raise BenchmarkError(f"--with-sharp: {scene_folder} has no {SHARP_IMAGES_FOLDER}/ folder of sharp "
+                             f"training photos")
+    images = os.path.join(scene_folder, "images")
     links = {name: os.path.join(scene_folder, name) for name in os.listdir(scene_folder) if name != "images"}
-    for name in os.listdir(os.path.join(scene_folder, "images")):
-        sharp = os.path.isfile(os.path.join(sharp_images, name))
-        links[os.path.join("images", name)] = os.path.join(scene_folder, "images_sharp" if sharp else "images", name)
+    for name in os.listdir(images):
+        sharp = os.path.join(sharp_images, name)
+        links[os.path.join("images", name)] = sharp if os.path.isfile(sharp) else os.path.join(images, name)
     os.makedirs(os.path.join(out_folder, "images"), exist_ok=True)
     for name, target in links.items():
         link = os.path.join(out_folder, name)

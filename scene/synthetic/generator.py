@@ -34,6 +34,8 @@ from .sparse import sfm_like_points
 from .textures import texture_library
 
 FORMAT_VERSION = 1
+# The sharp truth of the blurred training views, under their names in images/.
+SHARP_IMAGES_FOLDER = "images_sharp"
 LAYOUT_STREAM, CAMERA_STREAM, SAMPLING_STREAM, BLUR_STREAM, POINT_STREAM = range(5)
 # Bounds are widened beyond the depths the pinhole sees, since blur brings in light from just outside them.
 BOUNDS_MARGIN = 0.1
@@ -136,11 +138,11 @@ def _colmap_model(intrinsics, rotations, centres, points):
 
 def _write_scene(folder, config, intrinsics, rotations, centres, images, sharp_images, bounds, points, record):
     (folder / "images").mkdir()
-    (folder / "images_sharp").mkdir()
+    (folder / SHARP_IMAGES_FOLDER).mkdir()
     for index, image in enumerate(images):
         write_png(folder / "images" / view_name(index), image)
     for name, image in sharp_images.items():
-        write_png(folder / "images_sharp" / name, image)
+        write_png(folder / SHARP_IMAGES_FOLDER / name, image)
     camera_to_world = np.concatenate([rotations, centres[:, :, None]], axis=2)
     hwf = np.tile([float(intrinsics.height), float(intrinsics.width), intrinsics.fx], (len(images), 1))
     save_poses_bounds(folder / "poses_bounds.npy", camera_to_world, hwf, bounds)
