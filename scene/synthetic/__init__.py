@@ -8,5 +8,5 @@ from .config import BLUR_TYPES, PRESETS, SceneConfig, SyntheticSceneError, prese
 from .generator import SHARP_IMAGES_FOLDER, generate_scene, generate_suite, view_name
 from .layouts import LAYOUTS
 
-__all__ = ["BLUR_TYPES", "LAYOUTS", "PRESETS", "SHARP_IMAGES_FOLDER", "SceneConfig", "SyntheticSceneError", "generate_scene",
-           "generate_suite", "preset_config", "view_name"]
+__all__ = ["BLUR_TYPES", "LAYOUTS", "PRESETS", "SHARP_IMAGES_FOLDER", "SceneConfig", "SyntheticSceneError",
+           "generate_scene", "generate_suite", "preset_config", "view_name"]
