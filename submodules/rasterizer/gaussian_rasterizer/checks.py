@@ -14,7 +14,7 @@ MAX_SH_DEGREE = 3
 
 
 def _tensor(value, name, shape, device=None):
-    """Checks type, dtype, shape (None = any size), device and finiteness."""
+    """Checks type, dtype, shape (None = any size) and device; returns (name, value) for _check_finite."""
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dtype != torch.float32:
@@ -24,8 +24,17 @@ def _tensor(value, name, shape, device=None):
         raise ValueError(f"{name} must have shape {expected}, got {tuple(value.shape)}")
     if device is not None and value.device != device:
         raise ValueError(f"{name} is on {value.device} but means are on {device}")
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} contains NaN or Inf")
+    return name, value
+
+
+def _check_finite(named_tensors):
+    """Names the first tensor that holds a NaN or an Inf. On a GPU each read of a result waits for the device, so
+    all tensors are read at once: through their float64 sums, which are non-finite exactly when an element is
+    (float32 values cannot overflow a float64 sum)."""
+    sums = torch.stack([value.sum(dtype=torch.float64) for _, value in named_tensors])
+    for (name, _), finite in zip(named_tensors, torch.isfinite(sums).tolist()):
+        if not finite:
+            raise ValueError(f"{name} contains NaN or Inf")
 
 
 def _positive_number(value, name, integer=False):
@@ -36,9 +45,10 @@ def _positive_number(value, name, integer=False):
 
 
 def check_camera(camera, device):
+    """Returns (name, world_to_camera) for _check_finite."""
     if not isinstance(camera, Camera):
         raise ValueError(f"camera must be a gaussian_rasterizer.Camera, got {type(camera).__name__}")
-    _tensor(camera.world_to_camera, "camera.world_to_camera", (4, 4), device)
+    pose = _tensor(camera.world_to_camera, "camera.world_to_camera", (4, 4), device)
     for name in ("fx", "fy"):
         _positive_number(getattr(camera, name), f"camera.{name}")
     for name in ("cx", "cy"):
@@ -50,21 +60,20 @@ def check_camera(camera, device):
     _positive_number(camera.near, "camera.near")
     if not isinstance(camera.far, numbers.Real) or not camera.far > camera.near:
         raise ValueError(f"camera.far must be greater than camera.near, got near={camera.near}, far={camera.far}")
+    return pose
 
 
 def check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degree, features, background):
     """Validates every input; returns the number of colour channels."""
-    _tensor(means, "means", (None, 3))
+    tensors = [_tensor(means, "means", (None, 3))]
     n, device = means.shape[0], means.device
-    _tensor(scales, "scales", (n, 3), device)
-    _tensor(rotations, "rotations", (n, 4), device)
-    _tensor(opacities, "opacities", (n, 1), device)
-    check_camera(camera, device)
+    tensors += [_tensor(scales, "scales", (n, 3), device), _tensor(rotations, "rotations", (n, 4), device),
+                _tensor(opacities, "opacities", (n, 1), device), check_camera(camera, device)]
 
     if (sh_coeffs is None) == (features is None):
         raise ValueError("pass exactly one of sh_coeffs (N, K, 3) and features (N, C)")
     if sh_coeffs is not None:
-        _tensor(sh_coeffs, "sh_coeffs", (n, None, 3), device)
+        tensors.append(_tensor(sh_coeffs, "sh_coeffs", (n, None, 3), device))
         if isinstance(sh_degree, bool) or not isinstance(sh_degree, numbers.Integral):
             raise ValueError(f"sh_degree must be an integer, got {sh_degree!r}")
         if not 0 <= sh_degree <= MAX_SH_DEGREE:
@@ -76,11 +85,12 @@ def check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degr
             )
         channels = 3
     else:
-        _tensor(features, "features", (n, None), device)
+        tensors.append(_tensor(features, "features", (n, None), device))
         channels = features.shape[1]
         if channels < 1:
             raise ValueError("features must have at least one channel")
 
     if background is not None:
-        _tensor(background, "background", (channels,), device)
+        tensors.append(_tensor(background, "background", (channels,), device))
+    _check_finite(tensors)
     return channels

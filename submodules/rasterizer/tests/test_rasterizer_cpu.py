@@ -1,11 +1,13 @@
 """The CPU backend against the pure-torch reference, edge cases and errors."""
 import math
+import re
 
 import pytest
 import torch
 from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_grads
 
 from gaussian_rasterizer import Camera, TilePairOverflowError, rasterize_gaussians
+from gaussian_rasterizer.checks import check_inputs
 from gaussian_rasterizer.reference import blend_tile
 
 # float32 sums of a few dozen terms of order 1: a few ulp at most.
@@ -210,6 +212,33 @@ def test_bad_input_names_the_argument(case, backend):
     expected = {"nan": "means", "inf": "scales", "device": "scales", "list": "means"}.get(case, expected)
     with pytest.raises(ValueError, match=expected.replace(".", r"\.")):
         rasterize_gaussians(backend=backend, **args)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("name", ["means", "scales", "rotations", "opacities", "sh_coeffs", "background",
+                                  "features", "camera.world_to_camera"])
+def test_a_non_finite_entry_names_its_tensor(name, value):
+    args = good_args()
+    args["background"] = torch.zeros(3)
+    if name == "features":
+        args.pop("sh_coeffs")
+        args["features"] = torch.ones(5, 3)
+    if name == "camera.world_to_camera":
+        pose = args["camera"].world_to_camera.clone()
+        pose[1, 2] = value
+        args["camera"] = with_camera(world_to_camera=pose)
+    else:
+        args[name] = args[name].clone()
+        args[name].view(-1)[-1] = value
+    with pytest.raises(ValueError, match=rf"^{re.escape(name)} contains NaN or Inf"):
+        rasterize_gaussians(backend="cpu", **args)
+
+
+def test_the_largest_finite_values_pass_the_finiteness_check():
+    # Summed in float32, these would overflow to Inf.
+    args = good_args()
+    args["sh_coeffs"] = torch.full_like(args["sh_coeffs"], torch.finfo(torch.float32).max)
+    assert check_inputs(background=None, features=None, **args) == 3
 
 
 def test_colour_source_must_be_exactly_one():
