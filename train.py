@@ -286,7 +286,9 @@ def training(dataset, opt, pipe, run, blur_args):
         loss.backward()
 
         with torch.no_grad():
-            loss_value = loss.item()
+            # Both numbers in one read: on a GPU each read waits for the device.
+            psnr = metrics.psnr(image.clamp(0.0, 1.0), camera.original_image)
+            loss_value, psnr_value = torch.stack([loss, psnr]).tolist()
             if not np.isfinite(loss_value):
                 raise TrainingError(f"the loss became {loss_value} at iteration {iteration}")
             if iteration < opt.densify_until_iter:
@@ -310,7 +312,6 @@ def training(dataset, opt, pipe, run, blur_args):
                            f"{gaussians.num_points} Gaussians reset")
             train_seconds += time.perf_counter() - started
 
-            psnr_value = metrics.psnr(image.clamp(0.0, 1.0), camera.original_image).item()
             ema_loss = loss_value if ema_loss is None else 0.4 * loss_value + 0.6 * ema_loss
             ema_psnr = psnr_value if ema_psnr is None else 0.4 * psnr_value + 0.6 * ema_psnr
             if iteration % 10 == 0 or iteration == opt.iterations:
