@@ -13,7 +13,6 @@ from blur.model import camera_depths
 from blur.presets import as_arguments
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
-from scene.synthetic import generate_scene, preset_config
 
 ITERATIONS = 1000
 # Below the smallest gains measured at this length (see the tests' docstrings).
@@ -22,13 +21,6 @@ LENS_MARGIN_DB = 1.0
 # Nine views in ten focus within 15% of the distance they were rendered with (all 14 were within 6% with seed 0).
 FOCUS_TOLERANCE = 1.15
 FOCUS_SHARE = 0.9
-
-
-@pytest.fixture(scope="module")
-def defocus_scene(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_defocus") / "scene"
-    generate_scene(preset_config("tiny", "defocus", seed=0), folder, log=lambda message: None)
-    return str(folder)
 
 
 def held_out_psnr(model_path):
@@ -43,9 +35,9 @@ def common_arguments(scene):
 
 
 @pytest.fixture(scope="module")
-def vanilla_psnr(defocus_scene, tmp_path_factory):
+def vanilla_psnr(tiny_defocus_scene, tmp_path_factory):
     model_path = str(tmp_path_factory.mktemp("vanilla") / "model")
-    train.main(common_arguments(defocus_scene) + ["-m", model_path, "--blur", "none"])
+    train.main(common_arguments(tiny_defocus_scene) + ["-m", model_path, "--blur", "none"])
     return held_out_psnr(model_path)
 
 
@@ -56,14 +48,14 @@ def trained_model(common, model_path):
     return gaussians, scene, load_blur_model(model_path)
 
 
-def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(defocus_scene, vanilla_psnr, tmp_path):
+def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(tiny_defocus_scene, vanilla_psnr, tmp_path):
     """The same preset, schedule and seed with and without the defocus blur model.
 
     The official initialisation leaves the scale head's factors clamped at 1 without gradient (then the model
     deblurs nothing measurable here); --initial_scale_factor starts them inside the clamp range. Over seeds 0 to 2
     it gained 0.4 to 0.6 dB at this length (0.21 to 0.32 dB at 600 iterations).
     """
-    common = common_arguments(defocus_scene)
+    common = common_arguments(tiny_defocus_scene)
     deblurred = str(tmp_path / "deblurred")
     train.main(common + ["-m", deblurred, "--initial_scale_factor", "1.05"])
     assert held_out_psnr(deblurred) > vanilla_psnr + MARGIN_DB
@@ -77,12 +69,12 @@ def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(defocus_scene, van
     assert max(mean_factors) - min(mean_factors) > 0.01
 
 
-def test_lens_blur_learns_each_photo_s_focus_and_deblurs_more(defocus_scene, vanilla_psnr, tmp_path):
+def test_lens_blur_learns_each_photo_s_focus_and_deblurs_more(tiny_defocus_scene, vanilla_psnr, tmp_path):
     """--lens_blur on the same run: the learned focus distances follow the ones the scene was rendered with.
 
     It gained 2.08 dB at this length with seed 0 (23.70 against 21.62 dB), and reached 23.64 dB with seed 1.
     """
-    common = common_arguments(defocus_scene)
+    common = common_arguments(tiny_defocus_scene)
     deblurred = str(tmp_path / "lens")
     train.main(common + ["-m", deblurred, "--lens_blur"])
     psnr = held_out_psnr(deblurred)
@@ -90,7 +82,7 @@ def test_lens_blur_learns_each_photo_s_focus_and_deblurs_more(defocus_scene, van
     assert psnr > vanilla_psnr + LENS_MARGIN_DB
 
     gaussians, scene, blur_model = trained_model(common, deblurred)
-    with open(os.path.join(defocus_scene, "scene.json")) as file:
+    with open(os.path.join(tiny_defocus_scene, "scene.json")) as file:
         true_focus = {view["name"]: view.get("focus_distance") for view in json.load(file)["views"]}
     learned, rendered = [], []
     with torch.no_grad():

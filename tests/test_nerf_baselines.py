@@ -17,7 +17,6 @@ from baselines.nerf.kernels import deformed_rays, se3_exp
 from baselines.nerf.rays import RaySpace, RaySpaceError, ViewCameras
 from baselines.nerf.volume_rendering import composite, linear_to_srgb, sample_pdf
 from scene.dataset_readers import CameraInfo
-from scene.synthetic import generate_scene, preset_config
 
 WIDTH, HEIGHT, FOCAL = 16, 12, 20.0
 # Small enough for a few seconds per run on two cores; the tiny scene is read at a quarter of its 160x120. So small
@@ -250,18 +249,11 @@ def test_kernel_is_trained_but_never_used_for_test_views(method):
 
 # ---- training, resuming, benchmark ----
 
-@pytest.fixture(scope="module")
-def defocus_scene(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("scenes") / "tiny_defocus"
-    generate_scene(preset_config("tiny", "defocus", seed=0), folder, log=lambda *arguments: None)
-    return str(folder)
-
-
-def training_loss(model_path, method, defocus_scene, iteration=None):
+def training_loss(model_path, method, tiny_defocus_scene, iteration=None):
     """Mean squared error of the fine pass over every training pixel, without training noise: of the model
     saved at iteration (the newest), or of the untrained model (iteration 0)."""
     settings = nerf_train.default_settings("cpu", **TINY_SETTINGS)
-    scene_info = nerf_train.load_scene_info(defocus_scene, 4)
+    scene_info = nerf_train.load_scene_info(tiny_defocus_scene, 4)
     model, pixels = nerf_train.build_model(scene_info, method, settings, torch.device("cpu"), True, False, seed=0)
     if iteration != 0:
         model.load_state_dict(nerf_train.load_checkpoint(model_path, method, settings)[1]["model"])
@@ -275,16 +267,16 @@ def training_loss(model_path, method, defocus_scene, iteration=None):
 
 
 @pytest.mark.parametrize("method", ["nerf", "deblurnerf", "dpnerf", "dynamic"])
-def test_short_run_lowers_the_loss_and_writes_results(method, defocus_scene, tmp_path):
+def test_short_run_lowers_the_loss_and_writes_results(method, tiny_defocus_scene, tmp_path):
     model_path = str(tmp_path / method)
-    argv = ["-s", defocus_scene, "-m", model_path, "--method", method, "--iterations", "120", "--resolution", "4",
+    argv = ["-s", tiny_defocus_scene, "-m", model_path, "--method", method, "--iterations", "120", "--resolution", "4",
             "--device", "cpu", "--quiet"] + [f"--{name}={value}" for name, value in TINY_SETTINGS.items()]
     assert nerf_train.main(argv) == 0
 
     # The untrained fields are grey (the sigmoid's 0.5; 0.735 after the deblurring methods' tone curve), not far
     # from the photos' mean colour; learning the layout of the scene at least halves the error.
-    initial = training_loss(model_path, method, defocus_scene, iteration=0)
-    trained = training_loss(model_path, method, defocus_scene)
+    initial = training_loss(model_path, method, tiny_defocus_scene, iteration=0)
+    trained = training_loss(model_path, method, tiny_defocus_scene)
     assert trained < 0.5 * initial
 
     with open(os.path.join(model_path, "results.json")) as file:
@@ -301,9 +293,9 @@ def test_short_run_lowers_the_loss_and_writes_results(method, defocus_scene, tmp
     assert [name for name in os.listdir(model_path) if name.endswith(".pth")] == ["chkpnt120.pth"]
 
 
-def test_resumed_run_matches_an_uninterrupted_one(defocus_scene, tmp_path, monkeypatch):
+def test_resumed_run_matches_an_uninterrupted_one(tiny_defocus_scene, tmp_path, monkeypatch):
     options = dict(TINY_RUN, device="cpu", iterations=30, checkpoint_interval=10)
-    nerf_train.train_baseline(defocus_scene, str(tmp_path / "straight"), "dynamic", **options)
+    nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "straight"), "dynamic", **options)
 
     save_checkpoint = nerf_train.save_checkpoint
 
@@ -314,10 +306,10 @@ def test_resumed_run_matches_an_uninterrupted_one(defocus_scene, tmp_path, monke
 
     monkeypatch.setattr(nerf_train, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        nerf_train.train_baseline(defocus_scene, str(tmp_path / "resumed"), "dynamic", **options)
+        nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "resumed"), "dynamic", **options)
     monkeypatch.undo()
     assert nerf_train.checkpoint_iterations_in(str(tmp_path / "resumed")) == [20]
-    nerf_train.train_baseline(defocus_scene, str(tmp_path / "resumed"), "dynamic", resume=True, **options)
+    nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "resumed"), "dynamic", resume=True, **options)
 
     states = [torch.load(nerf_train.checkpoint_path(str(tmp_path / run), 30), weights_only=True)
               for run in ("straight", "resumed")]
@@ -326,9 +318,9 @@ def test_resumed_run_matches_an_uninterrupted_one(defocus_scene, tmp_path, monke
         assert torch.allclose(value, states[1]["model"][name], atol=1e-6), name
 
 
-def test_benchmark_rows(defocus_scene, tmp_path):
-    assert benchmark.scene_blur(defocus_scene) == "defocus"
-    rows = benchmark.benchmark_rows(defocus_scene, "defocus", ["nerf", "dpnerf"], 5, "cpu", str(tmp_path), **TINY_RUN)
+def test_benchmark_rows(tiny_defocus_scene, tmp_path):
+    assert benchmark.scene_blur(tiny_defocus_scene) == "defocus"
+    rows = benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "dpnerf"], 5, "cpu", str(tmp_path), **TINY_RUN)
     assert [row["method"] for row in rows] == ["nerf", "dpnerf"]
     for row in rows:
         assert row["scene"] == "tiny_defocus" and row["blur"] == "defocus" and row["iterations"] == 5
@@ -342,32 +334,32 @@ def test_benchmark_rows(defocus_scene, tmp_path):
 
 # ---- bad inputs ----
 
-def test_unknown_method_is_refused(defocus_scene, tmp_path, capsys):
+def test_unknown_method_is_refused(tiny_defocus_scene, tmp_path, capsys):
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", defocus_scene, "-m", str(tmp_path / "run"), "--method", "mipnerf"])
+        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "mipnerf"])
     assert raised.value.code == 2 and "invalid choice: 'mipnerf'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown method 'mipnerf'"):
-        nerf_train.train_baseline(defocus_scene, str(tmp_path / "run"), "mipnerf", device="cpu")
+        nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "run"), "mipnerf", device="cpu")
     with pytest.raises(ValueError, match="unknown method 'mipnerf'"):
-        benchmark.benchmark_rows(defocus_scene, "defocus", ["nerf", "mipnerf"], 5, "cpu", str(tmp_path / "bench"))
+        benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "mipnerf"], 5, "cpu", str(tmp_path / "bench"))
     assert not os.path.exists(tmp_path / "bench")
 
 
-def test_missing_scene_and_bad_settings_give_clear_errors(defocus_scene, tmp_path):
+def test_missing_scene_and_bad_settings_give_clear_errors(tiny_defocus_scene, tmp_path):
     missing = str(tmp_path / "no_such_scene")
     with pytest.raises(SystemExit) as raised:
         nerf_train.main(["-s", missing, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu"])
     assert missing in str(raised.value.code) and "not found" in str(raised.value.code)
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", defocus_scene, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu",
+        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu",
                          "--iterations", "0"])
     assert "--iterations must be positive" in str(raised.value.code)
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", defocus_scene, "-m", str(tmp_path / "run"), "--method", "dpnerf", "--device", "cpu",
+        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "dpnerf", "--device", "cpu",
                          "--kernel_points", "1"])
     assert "--kernel_points must be at least 2" in str(raised.value.code)
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", defocus_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu",
+        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu",
                          "--resume"])
     assert "no chkpnt<N>.pth checkpoint in" in str(raised.value.code)
     with pytest.raises(ValueError, match="cannot tell its blur"):
