@@ -2,6 +2,7 @@
 
     python bench/deblur.py [--data data/bench] [--scenes gallery_defocus blocks_motion] [--blur defocus]
                            [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--with-sharp] [--with-nerf]
+                           [--jobs N]
 
 The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/. Each scene
 is trained with the synthetic_<blur> preset twice: "vanilla_3dgs" with --blur none (the same recipe without the
@@ -12,7 +13,9 @@ generator keeps in images_sharp/. Its gain over vanilla estimates the most that 
 same schedule, and so how far a target is within reach.
 
 CPU scale by default: the official schedule compressed to --iterations (blur.cpu_scale_options). --full trains the
-paper's 20 000 iterations with the presets' own settings, on the GPU when there is one.
+paper's 20 000 iterations with the presets' own settings, on the GPU when there is one. --jobs N trains up to N runs
+at once, each in its own train.py process (on a CPU, share the cores out with OMP_NUM_THREADS); the render speeds
+are measured once every training has ended.
 
 Every model is scored on the held-out sharp views under both metric protocols (see metrics.py) and its render
 speed measured as render.py --fps-only does. Writes OUT/deblur_bench.json (one row per scene and method) and
@@ -27,8 +30,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
 import shlex
+import subprocess
 import sys
 from argparse import ArgumentParser
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -119,13 +124,37 @@ def training_arguments(scene_folder, blur, model_path, iterations, full, device,
     return argv
 
 
+def results_path(model_path, iterations):
+    return os.path.join(model_path, f"results_{iterations}.json")
+
+
+def train_in_parallel(runs, jobs):
+    """Train each (label, argv, model_path) of runs in its own train.py process, up to jobs at once. A run's output
+    goes to model_path + ".log"; a run that fails stops the benchmark once the others have ended."""
+    def train_one(label, argv, model_path):
+        os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
+        log_path = model_path + ".log"
+        print(f"=== {label}: train.py {shlex.join(argv)} (output in {log_path})", flush=True)
+        with open(log_path, "w") as log:
+            status = subprocess.run([sys.executable, os.path.join(REPOSITORY, "train.py"), *argv], stdout=log,
+                                    stderr=subprocess.STDOUT).returncode
+        if status != 0:
+            raise BenchmarkError(f"{label}: train.py exited with status {status}; see {log_path}")
+
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(train_one, *run) for run in runs]
+    failures = [future.exception() for future in futures if future.exception() is not None]
+    if failures:
+        raise BenchmarkError("; ".join(str(failure) for failure in failures))
+
+
 def train_row(scene_name, blur, method, argv, iterations, model_path, reuse):
     """Train (unless reuse finds the run finished) and read its scores: one result row, without its speed."""
-    results_path = os.path.join(model_path, f"results_{iterations}.json")
-    if not (reuse and os.path.isfile(results_path)):
+    results_file = results_path(model_path, iterations)
+    if not (reuse and os.path.isfile(results_file)):
         print(f"\n=== {scene_name} / {method}: train.py {shlex.join(argv)}")
         train.main(argv)
-    with open(results_path) as file:
+    with open(results_file) as file:
         results = json.load(file)
     return {
         "scene": scene_name,
@@ -262,11 +291,13 @@ def main(argv=None):
     parser.add_argument("--nerf-methods", nargs="+", default=list(DEFAULT_NERF_METHODS))
     parser.add_argument("--nerf-iterations", type=int, default=None, help="default: the NeRF benchmark's own")
     parser.add_argument("--reuse", action="store_true", help="reuse runs under OUT that already finished")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings run at once, each in its own process (default: 1, in this process)")
     parser.add_argument("--out", default=os.path.join("output", "bench", "deblur"), help="output folder")
     args = parser.parse_args(argv)
     iterations = args.iterations or (OFFICIAL_ITERATIONS if args.full else 3000)
-    if iterations < 1 or args.fps_frames < 1:
-        parser.error("--iterations and --fps-frames must be positive")
+    if iterations < 1 or args.fps_frames < 1 or args.jobs < 1:
+        parser.error("--iterations, --fps-frames and --jobs must be positive")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     try:
@@ -287,15 +318,28 @@ def main(argv=None):
     rows = []
     json_path = os.path.join(args.out, "deblur_bench.json")
     markdown_path = os.path.join(args.out, "deblur_bench.md")
+    scene_runs = {}
     for scene_name, folder, blur in scenes:
-        scene_rows, scene_argvs = [], []
+        scene_runs[scene_name] = []
         for method in methods + reference_methods:
             model_path = os.path.join(args.out, "runs", scene_name, method)
             source = sharp_sources[scene_name] if method == SHARP else folder
             argv_train = training_arguments(source, blur, model_path, iterations, args.full, args.device, args.seed,
                                             args.lpips_weights) + method_arguments(method, variants)
-            scene_rows.append(train_row(scene_name, blur, method, argv_train, iterations, model_path, args.reuse))
-            scene_argvs.append(argv_train)
+            scene_runs[scene_name].append((method, model_path, argv_train))
+    if args.jobs > 1:
+        try:
+            train_in_parallel([(f"{scene_name} / {method}", argv_train, model_path)
+                               for scene_name, runs in scene_runs.items() for method, model_path, argv_train in runs
+                               if not (args.reuse and os.path.isfile(results_path(model_path, iterations)))],
+                              args.jobs)
+        except BenchmarkError as error:
+            parser.error(str(error))
+    for scene_name, folder, blur in scenes:
+        scene_rows = [train_row(scene_name, blur, method, argv_train, iterations, model_path,
+                                reuse=args.reuse or args.jobs > 1)
+                      for method, model_path, argv_train in scene_runs[scene_name]]
+        scene_argvs = [argv_train for _, _, argv_train in scene_runs[scene_name]]
         measure_render_speeds(scene_rows, scene_argvs, iterations, args.fps_frames)
         rows += scene_rows
         if args.with_nerf:

@@ -1,5 +1,8 @@
-"""The deblurring benchmark's sharp-photo ceiling: the scene it trains on and the names it reserves."""
+"""The deblurring benchmark: its sharp-photo ceiling (the scene it trains on, the names it reserves) and its
+parallel trainings."""
 
+import json
+import math
 import os
 
 import pytest
@@ -54,3 +57,43 @@ def test_sharp_scene_needs_the_sharp_photos(blurry_scene, tmp_path):
 def test_a_variant_cannot_take_a_method_name(name):
     with pytest.raises(deblur.BenchmarkError, match="expected NAME=FLAGS with a new name"):
         deblur.parse_variant(f"{name}=--lambda_p 0.03")
+
+
+@pytest.fixture
+def tiny_suite(tiny_defocus_scene):
+    return os.path.dirname(tiny_defocus_scene)
+
+
+def bench_arguments(suite, out):
+    return ["--data", suite, "--blur", "defocus", "--iterations", "20", "--fps-frames", "5", "--device", "cpu",
+            "--out", out]
+
+
+def test_parallel_trainings_fill_the_table(tiny_suite, tmp_path):
+    out = str(tmp_path / "bench")
+    deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2"])
+    with open(os.path.join(out, "deblur_bench.json")) as file:
+        table = json.load(file)
+    assert [row["method"] for row in table["rows"]] == [deblur.VANILLA, deblur.DEBLURRING]
+    for row in table["rows"]:
+        assert row["iterations"] == 20 and row["render_fps"] > 0
+        assert math.isfinite(row["metrics"]["deblur_nerf"]["psnr"])
+    runs = os.path.join(out, "runs", "tiny_defocus")
+    logs = {method: os.path.join(runs, method + ".log") for method in (deblur.VANILLA, deblur.DEBLURRING)}
+    assert all(os.path.getsize(log) > 0 for log in logs.values())
+
+    # --reuse trains nothing again: the processes' logs stay as they were.
+    modified = {method: os.path.getmtime(log) for method, log in logs.items()}
+    deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--reuse"])
+    assert {method: os.path.getmtime(log) for method, log in logs.items()} == modified
+
+
+def test_a_failed_parallel_training_names_its_run_and_log(tiny_suite, tmp_path, capsys):
+    out = str(tmp_path / "bench")
+    with pytest.raises(SystemExit):
+        deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-vanilla",
+                                                         "--variant", "broken=--lambda_s -1"])
+    error = capsys.readouterr().err
+    log = os.path.join(out, "runs", "tiny_defocus", "broken.log")
+    assert f"tiny_defocus / broken: train.py exited with status 2; see {log}" in error
+    assert "lambda_s" in read(log)
