@@ -59,7 +59,7 @@ struct Bindings {
         return g;
     }
 
-    // -> radii, means2d, depths, conics, colors (empty without SH), tiles_touched
+    // -> radii, means2d, depths, conics, colors (empty without SH), tiles_touched, tile_extents
     static std::vector<at::Tensor> preprocess_forward(const at::Tensor& means, const at::Tensor& scales,
                                                       const at::Tensor& rotations, const at::Tensor& opacities,
                                                       const at::Tensor& sh_coeffs, const at::Tensor& world_to_camera,
@@ -75,11 +75,12 @@ struct Bindings {
         const auto i = f.dtype(at::kInt);
         at::Tensor radii = at::zeros({n}, i), tiles_touched = at::zeros({n}, i);
         at::Tensor means2d = at::zeros({n, 2}, f), depths = at::zeros({n}, f), conics = at::zeros({n, 3}, f);
-        at::Tensor colors = at::zeros({g.sh_coeffs ? n : 0, 3}, f);
+        at::Tensor colors = at::zeros({g.sh_coeffs ? n : 0, 3}, f), tile_extents = at::zeros({n, 2}, i);
         PreprocessOutputs out = {radii.data_ptr<int32_t>(), means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                                 conics.data_ptr<float>(), colors.data_ptr<float>(), tiles_touched.data_ptr<int32_t>()};
+                                 conics.data_ptr<float>(), colors.data_ptr<float>(), tiles_touched.data_ptr<int32_t>(),
+                                 tile_extents.data_ptr<int32_t>()};
         if (n > 0) Backend::preprocess_forward(g, cam, out);
-        return {radii, means2d, depths, conics, colors, tiles_touched};
+        return {radii, means2d, depths, conics, colors, tiles_touched, tile_extents};
     }
 
     // -> d_means, d_scales, d_rotations, d_sh_coeffs (empty without SH), d_world_to_camera
@@ -117,7 +118,7 @@ struct Bindings {
 
     // -> tile_ranges (num_tiles x 2), sorted_ids (num_pairs)
     static std::vector<at::Tensor> bin_and_sort(const at::Tensor& means2d, const at::Tensor& depths,
-                                                const at::Tensor& radii, const at::Tensor& tiles_touched,
+                                                const at::Tensor& tiles_touched, const at::Tensor& tile_extents,
                                                 int64_t width, int64_t height, int64_t num_pairs) {
         const at::OptionalDeviceGuard guard(device_of(means2d));
         TORCH_CHECK(num_pairs >= 0 && num_pairs <= INT32_MAX, "num_pairs out of range");
@@ -129,7 +130,7 @@ struct Bindings {
             {(int64_t)Backend::sort_workspace_bytes(means2d.size(0), num_pairs, num_tiles)},
             means2d.options().dtype(at::kByte));
         Backend::bin_and_sort((int)means2d.size(0), means2d.data_ptr<float>(), depths.data_ptr<float>(),
-                              radii.data_ptr<int32_t>(), tiles_touched.data_ptr<int32_t>(), (int)width,
+                              tiles_touched.data_ptr<int32_t>(), tile_extents.data_ptr<int32_t>(), (int)width,
                               (int)height, num_pairs, tile_ranges.data_ptr<int32_t>(),
                               sorted_ids.data_ptr<int32_t>(), workspace.data_ptr<uint8_t>(),
                               (size_t)workspace.numel());

@@ -390,14 +390,14 @@ SPLAT_HD int screen_radius(Sym2 cov2d) {
     return (int)ceilf(3.f * sqrtf(lambda_max));
 }
 
-// Tiles touched by a disc of `radius` pixels at `mean2d`: [min, max) per axis.
-SPLAT_HD void tile_rect(const float mean2d[2], int radius, int tiles_x, int tiles_y, int rect_min[2],
+// Tiles touched by the box of half-widths `extent` pixels at `mean2d`: [min, max) per axis.
+SPLAT_HD void tile_rect(const float mean2d[2], const int32_t extent[2], int tiles_x, int tiles_y, int rect_min[2],
                         int rect_max[2]) {
-    const float fr = (float)radius;
-    rect_min[0] = (int)clampf(floorf((mean2d[0] - fr) / kTileSize), 0.f, (float)tiles_x);
-    rect_min[1] = (int)clampf(floorf((mean2d[1] - fr) / kTileSize), 0.f, (float)tiles_y);
-    rect_max[0] = (int)clampf(floorf((mean2d[0] + fr) / kTileSize) + 1.f, 0.f, (float)tiles_x);
-    rect_max[1] = (int)clampf(floorf((mean2d[1] + fr) / kTileSize) + 1.f, 0.f, (float)tiles_y);
+    const float fx = (float)extent[0], fy = (float)extent[1];
+    rect_min[0] = (int)clampf(floorf((mean2d[0] - fx) / kTileSize), 0.f, (float)tiles_x);
+    rect_min[1] = (int)clampf(floorf((mean2d[1] - fy) / kTileSize), 0.f, (float)tiles_y);
+    rect_max[0] = (int)clampf(floorf((mean2d[0] + fx) / kTileSize) + 1.f, 0.f, (float)tiles_x);
+    rect_max[1] = (int)clampf(floorf((mean2d[1] + fy) / kTileSize) + 1.f, 0.f, (float)tiles_y);
 }
 
 // ---------------------------------------------------------------------------
@@ -543,6 +543,18 @@ SPLAT_HD void visible_half_extent(Sym2 conic, float min_power, float& half_x, fl
     }
     half_x = sqrtf(level * conic.c / det);
     half_y = sqrtf(level * conic.a / det);
+}
+
+// Half-widths in whole pixels of the box of pixels that a Gaussian can reach: the box of its visible ellipse,
+// within its 3-sigma radius. Binning to the tiles of this box drops no sample that blending would keep, and a
+// faint Gaussian reaches far fewer tiles than its 3-sigma disc. False, where no pixel can reach kMinAlpha.
+SPLAT_HD bool tile_extent(Sym2 conic, float opacity, int radius, int32_t extent[2]) {
+    float half_x, half_y;
+    visible_half_extent(conic, min_visible_power(opacity), half_x, half_y);
+    if (!(half_x >= 0.f && half_y >= 0.f)) return false;
+    extent[0] = (int32_t)minf((float)radius, ceilf(half_x));
+    extent[1] = (int32_t)minf((float)radius, ceilf(half_y));
+    return true;
 }
 
 // splat_alpha of a sample whose exponential G = exp(power) is given, so that

@@ -31,6 +31,7 @@ struct PreprocessOutputs {
     float* conics;           // N x 3
     float* colors;           // N x 3 from SH; unused without SH
     int32_t* tiles_touched;  // N
+    int32_t* tile_extents;   // N x 2, half-widths in pixels of the box of tiles the Gaussian is binned to
 };
 
 struct PreprocessGradients {
@@ -89,7 +90,8 @@ SPLAT_HD int tiles_along(int pixels) { return (pixels + kTileSize - 1) / kTileSi
 // The per-Gaussian work of the preprocess stage, run by both backends: one
 // loop iteration on the CPU, one thread on the GPU.
 
-// Projects Gaussian i; leaves radius and tile count at 0 where it is culled.
+// Projects Gaussian i; leaves radius and tile count at 0 where it is culled: outside the depth range, or where no
+// pixel on screen can reach kMinAlpha.
 SPLAT_HD void preprocess_gaussian(int i, const GaussianParams& g, const Camera& cam, Vec3 centre,
                                   const PreprocessOutputs& out) {
     out.radii[i] = 0;
@@ -102,14 +104,18 @@ SPLAT_HD void preprocess_gaussian(int i, const GaussianParams& g, const Camera& 
     const Projection p = project_gaussian(cam, mean, cov);
     if (!(determinant(p.cov2d) > 0.f)) return;
     const int radius = screen_radius(p.cov2d);
-    int rect_min[2], rect_max[2];
-    tile_rect(p.mean2d, radius, tiles_along(cam.width), tiles_along(cam.height), rect_min, rect_max);
-    const int touched = (rect_max[0] - rect_min[0]) * (rect_max[1] - rect_min[1]);
-    if (radius <= 0 || touched <= 0) return;
-
     const Sym2 conic = inverse(p.cov2d);
+    int32_t extent[2];
+    if (radius <= 0 || !tile_extent(conic, g.opacities[i], radius, extent)) return;
+    int rect_min[2], rect_max[2];
+    tile_rect(p.mean2d, extent, tiles_along(cam.width), tiles_along(cam.height), rect_min, rect_max);
+    const int touched = (rect_max[0] - rect_min[0]) * (rect_max[1] - rect_min[1]);
+    if (touched <= 0) return;
+
     out.radii[i] = radius;
     out.tiles_touched[i] = touched;
+    out.tile_extents[2 * i] = extent[0];
+    out.tile_extents[2 * i + 1] = extent[1];
     out.means2d[2 * i] = p.mean2d[0];
     out.means2d[2 * i + 1] = p.mean2d[1];
     out.depths[i] = t.z;
@@ -183,8 +189,9 @@ void preprocess_backward(const GaussianParams& g, const Camera& cam, const int32
 
 // Fills tile_ranges (num_tiles x 2) and sorted_ids (one entry per
 // (Gaussian, tile) pair), each tile's Gaussians ordered front to back.
-void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* radii, int width,
-                  int height, int32_t* tile_ranges, int32_t* sorted_ids);
+// tiles_touched and tile_extents are what preprocess_forward wrote.
+void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* tiles_touched,
+                  const int32_t* tile_extents, int width, int height, int32_t* tile_ranges, int32_t* sorted_ids);
 
 void blend_forward(const BlendInputs& in, const BlendOutputs& out);
 void blend_backward(const BlendInputs& in, const float* final_transmittance, const int32_t* num_processed,

@@ -107,12 +107,12 @@ class _Rasterize(torch.autograd.Function):
         sh_degree, normalize_rotations, uses_sh = settings
         cam_args = (world_to_camera, camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height,
                     camera.near, camera.far, sh_degree, normalize_rotations)
-        radii, means2d, depths, conics, sh_colors, tiles_touched = native.preprocess_forward(
+        radii, means2d, depths, conics, sh_colors, tiles_touched, tile_extents = native.preprocess_forward(
             means, scales, rotations, opacities, sh_coeffs, *cam_args)
         colors = sh_colors if uses_sh else features
         num_pairs = int(tiles_touched.sum(dtype=torch.int64))
         _check_tile_pairs(num_pairs, backend, means.device)
-        tile_ranges, sorted_ids = native.bin_and_sort(means2d, depths, radii, tiles_touched, camera.width,
+        tile_ranges, sorted_ids = native.bin_and_sort(means2d, depths, tiles_touched, tile_extents, camera.width,
                                                       camera.height, num_pairs)
         blend_args = (tile_ranges, sorted_ids, means2d, conics, opacities, colors, depths, background,
                       camera.width, camera.height)

@@ -2,10 +2,10 @@
 
 It is the readable statement of the math the native backends implement, and
 the oracle the tests compare them against. It follows the same rules exactly:
-tile-based culling (a Gaussian only reaches the 16x16 tiles its 3-sigma disc
-touches), front-to-back order by depth (ties by index), alpha capped at 0.99,
-samples under 1/255 skipped, and a pixel stops before its transmittance would
-fall under 1e-4.
+tile-based culling (a Gaussian only reaches the 16x16 tiles of the box where
+its alpha can reach 1/255, within its 3-sigma radius), front-to-back order by
+depth (ties by index), alpha capped at 0.99, samples under 1/255 skipped, and
+a pixel stops before its transmittance would fall under 1e-4.
 """
 import math
 
@@ -14,6 +14,8 @@ import torch
 TILE_SIZE = 16
 MAX_ALPHA = 0.99
 MIN_ALPHA = 1.0 / 255.0
+# Widens the ellipse where a Gaussian can reach MIN_ALPHA, clear of rounding.
+VISIBLE_POWER_MARGIN = 1e-3
 MIN_TRANSMITTANCE = 1e-4
 LOW_PASS_DILATION = 0.3
 FRUSTUM_MARGIN = 0.3
@@ -90,11 +92,22 @@ def project(means, scales, rotations, camera, normalize_rotations):
     return mean_cam, means2d, cov2d, in_depth_range
 
 
-def tile_rects(means2d, radii, tiles_x, tiles_y):
-    """Tiles touched by each Gaussian's disc: [min, max) per axis."""
-    r = radii.to(means2d.dtype)
-    lo = torch.floor((means2d - r[:, None]) / TILE_SIZE)
-    hi = torch.floor((means2d + r[:, None]) / TILE_SIZE) + 1
+def tile_extents(conics, opacities, radii):
+    """(N, 2) half-widths in whole pixels of the box where each Gaussian's alpha can reach MIN_ALPHA, within its
+    3-sigma radius, and whether it reaches MIN_ALPHA anywhere."""
+    level = -2 * (torch.log(MIN_ALPHA / opacities) - VISIBLE_POWER_MARGIN)
+    qa, qb, qc = conics.unbind(-1)
+    det = qa * qc - qb * qb
+    reaches = (level >= 0) & (det > 0)
+    level, det = level.clamp_min(0), torch.where(det > 0, det, torch.ones_like(det))
+    half = torch.sqrt(level[:, None] * torch.stack([qc, qa], dim=-1) / det[:, None])
+    return torch.minimum(radii[:, None].to(half.dtype), torch.ceil(half)), reaches
+
+
+def tile_rects(means2d, extents, tiles_x, tiles_y):
+    """Tiles touched by each Gaussian's box of half-widths extents (N, 2): [min, max) per axis."""
+    lo = torch.floor((means2d - extents) / TILE_SIZE)
+    hi = torch.floor((means2d + extents) / TILE_SIZE) + 1
     limit = torch.tensor([tiles_x, tiles_y], dtype=means2d.dtype, device=means2d.device)
     return torch.minimum(lo.clamp_min(0), limit).long(), torch.minimum(hi.clamp_min(0), limit).long()
 
@@ -142,10 +155,11 @@ def rasterize_reference(means, scales, rotations, opacities, camera, sh_coeffs=N
         mid = 0.5 * (a + c)
         lambda_max = mid + torch.sqrt(torch.clamp_min(mid * mid - det, 0.1))
         radii = torch.ceil(3 * torch.sqrt(lambda_max)).to(torch.int32)
+        extents, reaches = tile_extents(conics, opacities[:, 0], radii)
         tiles_x, tiles_y = math.ceil(W / TILE_SIZE), math.ceil(H / TILE_SIZE)
-        rect_min, rect_max = tile_rects(means2d, radii, tiles_x, tiles_y)
+        rect_min, rect_max = tile_rects(means2d, extents, tiles_x, tiles_y)
         touched = (rect_max - rect_min).prod(dim=-1)
-        visible = in_depth_range & invertible & (radii > 0) & (touched > 0)
+        visible = in_depth_range & invertible & reaches & (radii > 0) & (touched > 0)
         radii = torch.where(visible, radii, torch.zeros_like(radii))
 
     if sh_coeffs is not None:

@@ -94,11 +94,28 @@ static void test_radius_and_tiles() {
     EXPECT(screen_radius({9.f, 0.f, 1.f}) == 9, "radius %d", screen_radius({9.f, 0.f, 1.f}));
     int lo[2], hi[2];
     const float mean[2] = {20.f, 5.f};
-    tile_rect(mean, 6, 4, 3, lo, hi);
-    EXPECT(lo[0] == 0 && hi[0] == 2 && lo[1] == 0 && hi[1] == 1, "rect %d..%d x %d..%d", lo[0], hi[0], lo[1], hi[1]);
+    const int32_t box[2] = {6, 12};
+    tile_rect(mean, box, 4, 3, lo, hi);
+    EXPECT(lo[0] == 0 && hi[0] == 2 && lo[1] == 0 && hi[1] == 2, "rect %d..%d x %d..%d", lo[0], hi[0], lo[1], hi[1]);
     const float far_away[2] = {-1e30f, 1e30f};
-    tile_rect(far_away, 3, 4, 3, lo, hi);
+    tile_rect(far_away, box, 4, 3, lo, hi);
     EXPECT(hi[0] - lo[0] <= 0 || hi[1] - lo[1] <= 0, "an off-screen Gaussian touches no tile");
+}
+
+static void test_tile_extent() {
+    // The covariance of test_radius_and_tiles: variances 9 and 1, 3-sigma radius 9.
+    const Sym2 conic = inverse({9.f, 0.f, 1.f});
+    int32_t extent[2];
+    // Opaque: alpha reaches 1/255 beyond 3 sigma along x, so the radius bounds the box there.
+    EXPECT(tile_extent(conic, 1.f, 9, extent) && extent[0] == 9 && extent[1] == 4, "opaque box %d x %d", extent[0],
+           extent[1]);
+    // Faint: 2 ln(0.02 x 255) = 3.26, so alpha reaches 1/255 out to 5.4 pixels along x and 1.8 along y.
+    EXPECT(tile_extent(conic, 0.02f, 9, extent) && extent[0] == 6 && extent[1] == 2, "faint box %d x %d", extent[0],
+           extent[1]);
+    EXPECT(splat_alpha(conic, 0.02f, 5.f, 0.f) > 0.f && splat_alpha(conic, 0.02f, 6.f, 0.f) == 0.f &&
+               splat_alpha(conic, 0.02f, 0.f, 1.f) > 0.f && splat_alpha(conic, 0.02f, 0.f, 2.f) == 0.f,
+           "the faint box holds every sample that blending keeps, and no more whole pixels");
+    EXPECT(!tile_extent(conic, 0.003f, 9, extent), "under 1/255 everywhere: no box");
 }
 
 static void test_alpha_rules() {
@@ -256,14 +273,14 @@ static void test_cpu_pipeline() {
     const float means[3] = {0.f, 0.f, 2.f}, scales[3] = {0.1f, 0.1f, 0.1f}, rotations[4] = {1.f, 0.f, 0.f, 0.f};
     const float opacities[1] = {0.8f}, colors[2] = {0.25f, 1.f}, background[2] = {0.5f, 0.f};
     GaussianParams g = {1, means, scales, rotations, opacities, nullptr, 0, 0, false};
-    int32_t radii[1], touched[1];
+    int32_t radii[1], touched[1], extents[2];
     float means2d[2], depths[1], conics[3];
-    cpu::preprocess_forward(g, cam, {radii, means2d, depths, conics, nullptr, touched});
+    cpu::preprocess_forward(g, cam, {radii, means2d, depths, conics, nullptr, touched, extents});
     EXPECT(radii[0] > 0 && touched[0] == 4, "radius %d, tiles %d", radii[0], touched[0]);
     EXPECT(std::fabs(means2d[0] - 16.f) < 1e-6f && std::fabs(depths[0] - 2.f) < 1e-6f, "projected centre");
 
     std::vector<int32_t> ranges(2 * 4), ids(touched[0]);
-    cpu::bin_and_sort(1, means2d, depths, radii, cam.width, cam.height, ranges.data(), ids.data());
+    cpu::bin_and_sort(1, means2d, depths, touched, extents, cam.width, cam.height, ranges.data(), ids.data());
     std::vector<float> image(2 * 20 * 18), depth(20 * 18), final_t(20 * 18);
     std::vector<int32_t> processed(20 * 18);
     const BlendInputs in = {2, 20, 18, ranges.data(), ids.data(), means2d, conics, opacities, colors, depths,
@@ -282,6 +299,7 @@ int main() {
     test_rotation_matrix();
     test_sh_addition_theorem();
     test_radius_and_tiles();
+    test_tile_extent();
     test_alpha_rules();
     test_covariance_vjp();
     test_projection_vjp();

@@ -9,28 +9,28 @@
 namespace splat {
 namespace cpu {
 
-void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* radii, int width,
-                  int height, int32_t* tile_ranges, int32_t* sorted_ids) {
+void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* tiles_touched,
+                  const int32_t* tile_extents, int width, int height, int32_t* tile_ranges, int32_t* sorted_ids) {
     const int tiles_x = tiles_along(width), tiles_y = tiles_along(height);
     const int num_tiles = tiles_x * tiles_y;
 
     auto for_each_tile = [&](int i, auto&& visit) {
         int rect_min[2], rect_max[2];
-        tile_rect(means2d + 2 * i, radii[i], tiles_x, tiles_y, rect_min, rect_max);
+        tile_rect(means2d + 2 * i, tile_extents + 2 * i, tiles_x, tiles_y, rect_min, rect_max);
         for (int ty = rect_min[1]; ty < rect_max[1]; ++ty)
             for (int tx = rect_min[0]; tx < rect_max[0]; ++tx) visit(ty * tiles_x + tx);
     };
 
     std::vector<int64_t> cursor(num_tiles + 1, 0);
     for (int i = 0; i < num_gaussians; ++i)
-        if (radii[i] > 0) for_each_tile(i, [&](int tile) { ++cursor[tile + 1]; });
+        if (tiles_touched[i] > 0) for_each_tile(i, [&](int tile) { ++cursor[tile + 1]; });
     for (int t = 0; t < num_tiles; ++t) {
         cursor[t + 1] += cursor[t];
         tile_ranges[2 * t] = (int32_t)cursor[t];
         tile_ranges[2 * t + 1] = (int32_t)cursor[t + 1];
     }
     for (int i = 0; i < num_gaussians; ++i)
-        if (radii[i] > 0) for_each_tile(i, [&](int tile) { sorted_ids[cursor[tile]++] = i; });
+        if (tiles_touched[i] > 0) for_each_tile(i, [&](int tile) { sorted_ids[cursor[tile]++] = i; });
 
     // Ties in depth are broken by index so the order never depends on the sort.
 #pragma omp parallel for schedule(dynamic, 8)

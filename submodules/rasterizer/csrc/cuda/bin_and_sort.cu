@@ -65,16 +65,16 @@ WorkspaceLayout workspace_layout(int64_t num_gaussians, int64_t num_pairs, int64
 // Writes the pairs of Gaussian i into its slots [offsets[i-1], offsets[i]),
 // visiting the same tiles in the same order as the CPU backend.
 __global__ void __launch_bounds__(kBlockSize)
-    duplicate_keys_kernel(int num_gaussians, const float* means2d, const float* depths, const int32_t* radii,
-                          const int32_t* offsets, int tiles_x, int tiles_y, int num_pairs, uint64_t* keys,
-                          int32_t* ids) {
+    duplicate_keys_kernel(int num_gaussians, const float* means2d, const float* depths,
+                          const int32_t* tiles_touched, const int32_t* tile_extents, const int32_t* offsets,
+                          int tiles_x, int tiles_y, int num_pairs, uint64_t* keys, int32_t* ids) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= num_gaussians || radii[i] <= 0) return;
+    if (i >= num_gaussians || tiles_touched[i] <= 0) return;
     int slot = i == 0 ? 0 : offsets[i - 1];
     const int slot_end = min(offsets[i], num_pairs);
     const uint64_t depth_bits = __float_as_uint(depths[i]);
     int rect_min[2], rect_max[2];
-    tile_rect(means2d + 2 * i, radii[i], tiles_x, tiles_y, rect_min, rect_max);
+    tile_rect(means2d + 2 * i, tile_extents + 2 * i, tiles_x, tiles_y, rect_min, rect_max);
     for (int ty = rect_min[1]; ty < rect_max[1]; ++ty)
         for (int tx = rect_min[0]; tx < rect_max[0]; ++tx) {
             if (slot >= slot_end) return;
@@ -110,8 +110,8 @@ size_t sort_workspace_bytes(int64_t num_gaussians, int64_t num_pairs, int64_t nu
     return workspace_layout(num_gaussians, num_pairs, num_tiles).total;
 }
 
-void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* radii,
-                  const int32_t* tiles_touched, int width, int height, int64_t num_pairs, int32_t* tile_ranges,
+void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* tiles_touched,
+                  const int32_t* tile_extents, int width, int height, int64_t num_pairs, int32_t* tile_ranges,
                   int32_t* sorted_ids, uint8_t* workspace, size_t workspace_bytes, cudaStream_t stream) {
     if (num_gaussians <= 0 || num_pairs <= 0) return;
     const int tiles_x = tiles_along(width), tiles_y = tiles_along(height);
@@ -133,8 +133,8 @@ void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, 
                                              stream),
                "bin_and_sort (scan)");
     duplicate_keys_kernel<<<blocks_for(num_gaussians, kBlockSize), kBlockSize, 0, stream>>>(
-        num_gaussians, means2d, depths, radii, offsets, tiles_x, tiles_y, (int)num_pairs, keys.Current(),
-        ids.Current());
+        num_gaussians, means2d, depths, tiles_touched, tile_extents, offsets, tiles_x, tiles_y, (int)num_pairs,
+        keys.Current(), ids.Current());
     check_launch("bin_and_sort (keys)");
 
     // Equal keys (same tile, same depth) must stay in Gaussian order, as the

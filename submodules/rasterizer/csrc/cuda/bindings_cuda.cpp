@@ -20,10 +20,11 @@ struct CudaBackend {
     static size_t sort_workspace_bytes(int64_t num_gaussians, int64_t num_pairs, int64_t num_tiles) {
         return cuda::sort_workspace_bytes(num_gaussians, num_pairs, num_tiles);
     }
-    static void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* radii,
-                             const int32_t* tiles_touched, int width, int height, int64_t num_pairs,
-                             int32_t* tile_ranges, int32_t* sorted_ids, uint8_t* workspace, size_t workspace_bytes) {
-        cuda::bin_and_sort(num_gaussians, means2d, depths, radii, tiles_touched, width, height, num_pairs,
+    static void bin_and_sort(int num_gaussians, const float* means2d, const float* depths,
+                             const int32_t* tiles_touched, const int32_t* tile_extents, int width, int height,
+                             int64_t num_pairs, int32_t* tile_ranges, int32_t* sorted_ids, uint8_t* workspace,
+                             size_t workspace_bytes) {
+        cuda::bin_and_sort(num_gaussians, means2d, depths, tiles_touched, tile_extents, width, height, num_pairs,
                            tile_ranges, sorted_ids, workspace, workspace_bytes, at::cuda::getCurrentCUDAStream());
     }
     static void blend_forward(const BlendInputs& in, const BlendOutputs& out) {

@@ -24,9 +24,9 @@ void preprocess_backward(const GaussianParams& g, const Camera& cam, const int32
 // Bytes of device scratch that bin_and_sort needs for these sizes.
 size_t sort_workspace_bytes(int64_t num_gaussians, int64_t num_pairs, int64_t num_tiles);
 // Fills tile_ranges (num_tiles x 2, zero-initialised by the caller) and
-// sorted_ids (num_pairs); tiles_touched must be what preprocess_forward wrote.
-void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* radii,
-                  const int32_t* tiles_touched, int width, int height, int64_t num_pairs, int32_t* tile_ranges,
+// sorted_ids (num_pairs); tiles_touched and tile_extents must be what preprocess_forward wrote.
+void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* tiles_touched,
+                  const int32_t* tile_extents, int width, int height, int64_t num_pairs, int32_t* tile_ranges,
                   int32_t* sorted_ids, uint8_t* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 void blend_forward(const BlendInputs& in, const BlendOutputs& out, cudaStream_t stream);
