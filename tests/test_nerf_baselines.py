@@ -249,11 +249,11 @@ def test_kernel_is_trained_but_never_used_for_test_views(method):
 
 # ---- training, resuming, benchmark ----
 
-def training_loss(model_path, method, tiny_defocus_scene, iteration=None):
+def training_loss(model_path, method, scene_folder, iteration=None):
     """Mean squared error of the fine pass over every training pixel, without training noise: of the model
     saved at iteration (the newest), or of the untrained model (iteration 0)."""
     settings = nerf_train.default_settings("cpu", **TINY_SETTINGS)
-    scene_info = nerf_train.load_scene_info(tiny_defocus_scene, 4)
+    scene_info = nerf_train.load_scene_info(scene_folder, 4)
     model, pixels = nerf_train.build_model(scene_info, method, settings, torch.device("cpu"), True, False, seed=0)
     if iteration != 0:
         model.load_state_dict(nerf_train.load_checkpoint(model_path, method, settings)[1]["model"])
@@ -320,7 +320,8 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_defocus_scene, tmp_path, 
 
 def test_benchmark_rows(tiny_defocus_scene, tmp_path):
     assert benchmark.scene_blur(tiny_defocus_scene) == "defocus"
-    rows = benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "dpnerf"], 5, "cpu", str(tmp_path), **TINY_RUN)
+    rows = benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "dpnerf"], 5, "cpu", str(tmp_path),
+                                    **TINY_RUN)
     assert [row["method"] for row in rows] == ["nerf", "dpnerf"]
     for row in rows:
         assert row["scene"] == "tiny_defocus" and row["blur"] == "defocus" and row["iterations"] == 5
