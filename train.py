@@ -23,6 +23,7 @@ from blur import (
     AugmentationError,
     BlurModel,
     BlurParams,
+    CameraShake,
     PresetError,
     augment_points,
     blur_model_path,
@@ -185,19 +186,24 @@ def render_training_view(camera, params, blur_model, background, backend):
 
 
 def create_blur_model(blur_args, device):
-    """The blur MLP and its optimizer (Adam with the Gaussians' epsilon), or (None, None) for --blur none."""
+    """The blur model (the MLP, or the camera-shake paths) and its optimizer (Adam with the Gaussians' epsilon), or
+    (None, None) for --blur none."""
     if blur_args.blur == "none":
         return None, None
-    blur_model = BlurModel(
-        blur_args.blur,
-        num_moments=blur_args.num_moments,
-        lambda_s=blur_args.lambda_s,
-        lambda_p=blur_args.lambda_p,
-        max_clamp=blur_args.max_clamp,
-        normalize_rotations=blur_args.normalize_rotations,
-        initial_scale_factor=blur_args.initial_scale_factor,
-        lens_blur=blur_args.lens_blur,
-    ).to(device)
+    if blur_args.camera_shake:
+        blur_model = CameraShake(blur_args.num_moments)
+    else:
+        blur_model = BlurModel(
+            blur_args.blur,
+            num_moments=blur_args.num_moments,
+            lambda_s=blur_args.lambda_s,
+            lambda_p=blur_args.lambda_p,
+            max_clamp=blur_args.max_clamp,
+            normalize_rotations=blur_args.normalize_rotations,
+            initial_scale_factor=blur_args.initial_scale_factor,
+            lens_blur=blur_args.lens_blur,
+        )
+    blur_model = blur_model.to(device)
     return blur_model, blur_optimizer(blur_model, blur_args)
 
 
@@ -224,6 +230,12 @@ def restore_blur(state, blur_model, optimizer, path):
     if blur_model.mode == "motion" and saved_moments != blur_model.num_moments:
         raise TrainingError(
             f"{path}: the checkpoint's blur model has --num_moments {saved_moments}, not {blur_model.num_moments}"
+        )
+    saved_shake = state["hyperparameters"].get("camera_shake", False)
+    if saved_shake != blur_model.hyperparameters.get("camera_shake", False):
+        raise TrainingError(
+            f"{path}: the checkpoint was trained {'with' if saved_shake else 'without'} --camera_shake, this run "
+            f"{'without' if saved_shake else 'with'} it"
         )
     blur_model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])

@@ -1,11 +1,13 @@
 """Deblurring 3D Gaussian Splatting (Lee et al., ECCV 2024): the blur MLP that is used in training only, the KNN
-point augmentation, depth-scaled pruning and the method's presets.
+point augmentation, depth-scaled pruning and the method's presets; and a rigid camera-shake model for motion blur.
 
     python train.py -s data/scene --config synthetic_defocus      # or real_defocus, real_motion, ...
     python train.py -s data/scene --blur motion --num_moments 4
+    python train.py -s data/scene --config synthetic_motion --camera_shake   # the camera's own path per photo
 """
 
 from blur.augmentation import COLOR_WEIGHTINGS, AugmentationError, augment_points
+from blur.camera_shake import CameraShake
 from blur.model import BLUR_MODES, BlurModel, mean_image
 from blur.params import BlurParams
 from blur.presets import (
@@ -36,6 +38,7 @@ __all__ = [
     "BlurModel",
     "BlurModelError",
     "BlurParams",
+    "CameraShake",
     "PresetError",
     "augment_points",
     "blur_model_from_state",

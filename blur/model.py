@@ -53,7 +53,17 @@ def initialise_linear(layer):
     nn.init.zeros_(layer.bias)
 
 
-class BlurModel(nn.Module):
+class BlurredRendering(nn.Module):
+    """A blur model: blurred_params(params, camera) gives the Gaussians whose renders, averaged, make camera's
+    blurry photo."""
+
+    def blurred_render(self, camera, params, background, backend="auto"):
+        """The (3, H, W) image compared with camera's blurry photo in training."""
+        outputs = [render(camera, moment, background, backend) for moment in self.blurred_params(params, camera)]
+        return mean_image(outputs)
+
+
+class BlurModel(BlurredRendering):
     """Maps the Gaussians seen from one training camera to the Gaussians that render its blurry photo.
 
     defocus: each Gaussian's scale and quaternion are multiplied element-wise by factors in [1, max_clamp] (a
@@ -215,11 +225,6 @@ class BlurModel(nn.Module):
             scales=params.scales * scale_factors,
             rotations=rotations,
         )
-
-    def blurred_render(self, camera, params, background, backend="auto"):
-        """The (3, H, W) image compared with camera's blurry photo in training."""
-        outputs = [render(camera, moment, background, backend) for moment in self.blurred_params(params, camera)]
-        return mean_image(outputs)
 
 
 def camera_depths(means, camera):

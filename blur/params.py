@@ -23,6 +23,9 @@ class BlurParams(ParamGroup):
         Option("lens_blur", False,
                "defocus: also blur each Gaussian by a thin lens learned per training view (aperture and focus), "
                "keeping its coverage; implies --normalize_rotations"),
+        Option("camera_shake", False,
+               "motion: learn each training photo's blur as the camera's own smooth rigid path through the exposure "
+               "(num_moments + 1 renders along it) instead of the per-Gaussian MLP"),
         Option("knn_iteration", 2500, "iteration of the one-off KNN point augmentation; 0 disables it"),
         Option("knn_neighbours", 4, "nearest Gaussians that colour each added point"),
         Option("knn_max_distance", 2.0,
@@ -50,6 +53,7 @@ class BlurParams(ParamGroup):
              "must be in [1, --max_clamp]"),
             ("blur_lr", args.blur_lr > 0.0, "must be positive"),
             ("lens_blur", not args.lens_blur or args.blur == "defocus", "needs --blur defocus"),
+            ("camera_shake", not args.camera_shake or args.blur == "motion", "needs --blur motion"),
             ("knn_iteration", args.knn_iteration >= 0, "must be 0 (off) or positive"),
             ("knn_neighbours", args.knn_neighbours >= 1, "must be positive"),
             ("knn_max_distance", args.knn_max_distance > 0.0, "must be positive"),

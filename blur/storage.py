@@ -6,6 +6,7 @@ import os
 import torch
 
 from arguments import ConfigFileError, read_cfg_args
+from blur.camera_shake import CameraShake
 from blur.model import BlurModel
 from scene.scene import point_cloud_path, saved_iterations
 
@@ -32,7 +33,13 @@ def blur_model_state(blur_model):
 def blur_model_from_state(state, device, source):
     """Inverse of blur_model_state; source names the file in error messages."""
     try:
-        blur_model = BlurModel(state["mode"], **state["hyperparameters"])
+        hyperparameters = dict(state["hyperparameters"])
+        if hyperparameters.pop("camera_shake", False):
+            if state["mode"] != CameraShake.mode:
+                raise ValueError(f"camera shake is motion blur, not {state['mode']} blur")
+            blur_model = CameraShake(**hyperparameters)
+        else:
+            blur_model = BlurModel(state["mode"], **hyperparameters)
         blur_model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise BlurModelError(f"{source}: not a blur model written by train.py ({error})") from None

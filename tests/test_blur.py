@@ -14,6 +14,7 @@ from blur import (
     AugmentationError,
     BlurModel,
     BlurModelError,
+    CameraShake,
     augment_points,
     blur_model_from_state,
     blur_model_path,
@@ -26,6 +27,7 @@ from blur import (
     scaled_schedule,
 )
 from blur.augmentation import augmentation_count, robust_bounds
+from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
 from blur.model import LENS_INITIAL_BLUR_PIXELS, LENS_INITIAL_FOCUS, input_size
 from gaussian_rasterizer.reference import project, quaternion_to_matrix
 from gaussian_renderer import raster_camera, render
@@ -35,6 +37,7 @@ from scene.gaussian_model import (
     GaussianParams,
     inverse_sigmoid,
     mean_squared_distance_to_neighbours,
+    quaternion_to_rotation_matrix,
     rgb_to_sh,
 )
 from scene.scene import point_cloud_path
@@ -312,6 +315,127 @@ def test_a_blurred_image_counts_once_in_the_densification_statistics():
     torch.testing.assert_close(gaussians.xyz_gradient_accum.squeeze(-1), expected)
 
 
+# ---- camera shake ----
+
+
+def moved_camera(camera, rotation_vector, translation):
+    """camera after rotating by rotation_vector and moving by translation in its own frame, built from its pose
+    in float64: the geometry that rigidly_moved must reproduce by moving the Gaussians instead."""
+    camera_to_world = camera.world_to_camera[:3, :3].T.double()
+    turn = quaternion_to_rotation_matrix(rotation_quaternion(rotation_vector.double())[None])[0]
+    rotation = camera_to_world @ turn
+    centre = camera.camera_center.double() + camera_to_world @ translation.double()
+    world_to_camera = np.eye(4)
+    world_to_camera[:3, :3] = rotation.T.numpy()
+    world_to_camera[:3, 3] = (-rotation.T @ centre).numpy()
+    return Camera(world_to_camera, camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height,
+                  camera.near, camera.far, "cpu")
+
+
+def test_camera_shake_moves_the_scene_as_the_camera_would_move():
+    # Degree 0: without view-dependent colour, moving the scene and moving the camera give the same picture.
+    params = random_params(300, sh_degree=0)
+    camera = tiny_camera()
+    background = torch.zeros(3)
+    rotation_vector, translation = torch.tensor([0.02, -0.03, 0.015]), torch.tensor([0.05, -0.02, 0.03])
+    moved = rigidly_moved(params, camera, rotation_vector, translation)
+    expected = render(moved_camera(camera, rotation_vector, translation), params, background, "reference").image
+    image = render(camera, moved, background, "reference").image
+    # float32 rounding of positions a few units from the camera, against shifts of several pixels.
+    assert (image - expected).abs().max() < 1e-4
+    assert (image - render(camera, params, background, "reference").image).abs().max() > 0.3
+    norms = moved.rotations.norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+    torch.testing.assert_close(moved.scales, params.scales, rtol=0, atol=0)
+
+
+def test_camera_shake_renders_along_a_cubic_path_through_the_given_pose():
+    torch.testing.assert_close(exposure_times(5), torch.tensor([-0.8, -0.4, 0.0, 0.4, 0.8]))
+    params = random_params(300)
+    camera = tiny_camera()
+    model = CameraShake(num_moments=4)
+    randomise_weights(model, 1.0)
+    moments = model.blurred_params(params, camera)
+    assert len(moments) == 5
+    # The middle of the exposure is the given pose; the other renders move.
+    torch.testing.assert_close(moments[2].means, params.means, rtol=0, atol=1e-6)
+    assert all((moment.means - params.means).abs().max() > 1e-3 for i, moment in enumerate(moments) if i != 2)
+    rotation_vectors, translations = model.path(camera)
+    # A cubic without constant term, sampled at 5 evenly spaced times, has a zero fourth difference.
+    for path in (rotation_vectors, translations):
+        fourth_difference = path[0] - 4 * path[1] + 6 * path[2] - 4 * path[3] + path[4]
+        assert fourth_difference.abs().max() < 1e-6 * path.abs().max()
+    # Each training view has its own path.
+    other_path, _ = model.path(tiny_camera(angle_degrees=-20.0))
+    assert (other_path - rotation_vectors).abs().max() > 1e-3
+
+    background = torch.zeros(3)
+    image, outputs = train.render_training_view(camera, params, model, background, "cpu")
+    assert len(outputs) == 5
+    renders = [render(camera, moment, background, "cpu").image for moment in moments]
+    torch.testing.assert_close(image, sum(renders) / 5, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.blurred_render(camera, params, background, "cpu"), image, rtol=0, atol=1e-6)
+
+
+def test_camera_shake_learns_the_blur_of_a_known_path():
+    torch.manual_seed(0)
+    params = random_params(300)
+    camera = tiny_camera()
+    background = torch.zeros(3)
+    truth = CameraShake(num_moments=4)
+    # Turns of up to about 0.06 radians, 3 to 4 pixels at the tiny camera's focal length.
+    with torch.no_grad():
+        truth.path_network[-1].bias.copy_(torch.tensor([[6.0, -4.5, 3.0, 9.0, 3.0, -6.0],
+                                                        [1.5, 1.5, -1.5, 0.0, 0.0, 0.0],
+                                                        [-3.0, 1.5, 1.5, 0.0, 0.0, 0.0]]).flatten())
+        blurry = truth.blurred_render(camera, params, background, "cpu")
+    model = CameraShake(num_moments=4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-15)
+
+    def error():
+        return (model.blurred_render(camera, params, background, "cpu") - blurry).abs().mean()
+
+    with torch.no_grad():
+        start = error().item()
+    for _ in range(150):
+        optimizer.zero_grad()
+        error().backward()
+        optimizer.step()
+    # Seeds 0 to 2 end at 0.09 to 0.11 of the starting error.
+    with torch.no_grad():
+        assert error().item() < 0.25 * start
+
+
+def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scene, tmp_path, monkeypatch):
+    calls = {"count": 0}
+    original = CameraShake.path
+
+    def counted(self, camera):
+        calls["count"] += 1
+        return original(self, camera)
+
+    monkeypatch.setattr(CameraShake, "path", counted)
+    model_path = str(tmp_path / "shake")
+    common = ["-s", tiny_scene, "--blur", "motion", "--camera_shake", "--num_moments", "2", "--eval", "--hold", "4",
+              "--iterations", "20", "--test_iterations", "20", "--checkpoint_interval", "10"] + SHORT_SCHEDULE
+    train.main(["-m", model_path] + common)
+    assert calls["count"] == 20
+    render_cli.main(["-m", model_path, "--skip_train", "--fps_warmup", "0", "--fps_frames", "2"])
+    assert calls["count"] == 20
+
+    loaded = load_blur_model(model_path)
+    assert isinstance(loaded, CameraShake) and loaded.num_moments == 2 and not loaded.training
+    checkpoint = train.load_checkpoint(train.checkpoint_path(model_path, 20))
+    for name, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(tensor, checkpoint["blur"]["state_dict"][name], rtol=0, atol=0)
+    assert not torch.equal(loaded.path_network[-1].weight, CameraShake(2).path_network[-1].weight)
+
+    mlp_options = [option for option in common if option != "--camera_shake"]
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["-m", model_path, "--resume"] + mlp_options)
+    assert "trained with --camera_shake, this run without it" in str(exit_info.value.code)
+
+
 # ---- KNN augmentation ----
 
 
@@ -521,6 +645,8 @@ def test_unknown_preset_and_bad_blur_options(tmp_path, capsys):
                        "--depth_prune_range")
     expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--lens_blur"], capsys,
                        "--lens_blur needs --blur defocus")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--camera_shake"], capsys,
+                       "--camera_shake needs --blur motion")
 
 
 def test_scaled_schedule_compresses_the_official_one():

@@ -1,0 +1,113 @@
+"""Camera motion blur as the camera's own rigid motion through the exposure (--camera_shake).
+
+The per-Gaussian MLP of the official method moves every Gaussian on its own. A shaken hand-held camera moves the
+whole scene rigidly instead: a photo blurred by it is the mean of sharp renders from poses along a short path.
+This model learns that path for each training photo, as a rotation and a translation of the camera in its own
+frame, each a cubic in exposure time through the given pose. A cubic is smooth enough for a hand's motion within
+one exposure, and holds the straight path of a steady pan as a special case.
+
+Like the MLP, it only runs during training: test views and render.py render the plain Gaussians.
+"""
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from blur.model import HIDDEN_WIDTH, VIEW_FREQUENCIES, BlurredRendering, encoded_size, positional_encoding
+from scene.gaussian_model import quaternion_to_rotation_matrix
+
+PATH_DEGREE = 3
+# Network outputs of order 1 stand for rotations of this many radians and translations of this many world units:
+# hand shake within one exposure is a degree or so, and a step of the blur optimizer's learning rate should move a
+# path by a small part of that.
+SHAKE_UNIT = 0.01
+# The path starts almost still. Exactly still is a saddle: renders from one pose have no gradient towards spreading
+# symmetrically along a path.
+INITIAL_PATH_SCALE = 0.01
+
+
+def exposure_times(count):
+    """count sample times in [-1, 1], the exposure's midpoints (0 is the given, mid-exposure pose)."""
+    return (2.0 * torch.arange(count, dtype=torch.float32) + 1.0) / count - 1.0
+
+
+def quaternion_product(a, b):
+    """Hamilton product of (..., 4) quaternions (w, x, y, z): the rotation b, then a."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([
+        aw * bw - ax * bx - ay * by - az * bz,
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+    ], dim=-1)
+
+
+def rotation_quaternion(rotation_vector):
+    """The unit quaternion (w, x, y, z) of a rotation about rotation_vector (3,) by 2 atan(|v| / 2), which is |v|
+    to third order. Unlike the exponential map it is smooth at zero, where every path starts."""
+    return nn.functional.normalize(torch.cat([rotation_vector.new_ones(1), 0.5 * rotation_vector]), dim=0)
+
+
+def rigidly_moved(params, camera, rotation_vector, translation):
+    """params as camera sees them after it rotates by rotation_vector and moves by translation, both in its own
+    frame: the Gaussians moved by the inverse motion, seen from the unmoved camera.
+
+    View-dependent colour is still evaluated along the unmoved camera's rays, which differ by the shake's small
+    rotation.
+    """
+    camera_to_world = camera.world_to_camera[:3, :3].T
+    centre = camera.camera_center
+    # The camera's rotation R_c exp(w) seen from the world is the rotation by R_c w about its centre; the scene
+    # turns the other way.
+    inverse_rotation = rotation_quaternion(-(camera_to_world @ rotation_vector))
+    matrix = quaternion_to_rotation_matrix(inverse_rotation[None])[0]
+    moved_centre = centre + camera_to_world @ translation
+    return dataclasses.replace(
+        params,
+        means=centre + (params.means - moved_centre) @ matrix.T,
+        rotations=quaternion_product(inverse_rotation, params.rotations),
+    )
+
+
+class CameraShake(BlurredRendering):
+    """Renders a training photo as the mean of num_moments + 1 renders along its camera's learned path.
+
+    A small network maps the encoded camera centre to the path's coefficients: for rotation and translation, the
+    terms in t, t^2 and t^3 of exposure time t in [-1, 1]. The renders sample the exposure at its midpoints.
+    """
+
+    mode = "motion"
+
+    def __init__(self, num_moments=4):
+        super().__init__()
+        if isinstance(num_moments, bool) or not isinstance(num_moments, int) or num_moments < 1:
+            raise ValueError(f"num_moments must be a positive integer, got {num_moments!r}")
+        self.num_moments = num_moments
+        self.path_network = nn.Sequential(
+            nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH), nn.ReLU(),
+            nn.Linear(HIDDEN_WIDTH, PATH_DEGREE * 6),
+        )
+        nn.init.normal_(self.path_network[-1].weight, std=INITIAL_PATH_SCALE)
+        nn.init.zeros_(self.path_network[-1].bias)
+        self.register_buffer("times", exposure_times(num_moments + 1), persistent=False)
+
+    @property
+    def hyperparameters(self):
+        return {"num_moments": self.num_moments, "camera_shake": True}
+
+    def path(self, camera):
+        """The camera's (rotation vectors, translations), each (num_moments + 1, 3), at the sample times."""
+        view = positional_encoding(camera.camera_center.detach().reshape(1, 3), VIEW_FREQUENCIES)
+        coefficients = SHAKE_UNIT * self.path_network(view).view(PATH_DEGREE, 6)
+        powers = self.times[:, None] ** torch.arange(1, PATH_DEGREE + 1, device=self.times.device)
+        poses = powers @ coefficients
+        return poses[:, :3], poses[:, 3:]
+
+    def blurred_params(self, params, camera):
+        rotation_vectors, translations = self.path(camera)
+        return [
+            rigidly_moved(params, camera, rotation_vector, translation)
+            for rotation_vector, translation in zip(rotation_vectors, translations)
+        ]
