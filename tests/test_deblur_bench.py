@@ -1,5 +1,5 @@
-"""The deblurring benchmark: its sharp-photo ceiling (the scene it trains on, the names it reserves) and its
-parallel trainings."""
+"""The deblurring benchmark: its sharp-photo ceiling (the scene it trains on, the names it reserves), its
+parallel trainings and its verdicts on the targets."""
 
 import json
 import math
@@ -97,3 +97,34 @@ def test_a_failed_parallel_training_names_its_run_and_log(tiny_suite, tmp_path, 
     log = os.path.join(out, "runs", "tiny_defocus", "broken.log")
     assert f"tiny_defocus / broken: train.py exited with status 2; see {log}" in error
     assert "lambda_s" in read(log)
+
+
+def bench_row(method, psnr, render_ms_turns):
+    scores = {"psnr": psnr, "ssim": 0.9, "lpips": None}
+    row = {"scene": "blocks_motion", "blur": "motion", "method": method, "iterations": 3000, "train_seconds": 60.0,
+           "num_gaussians": 1000, "render_resolution": "400x300", "metrics": {"deblur_nerf": scores, "3dgs": scores}}
+    if render_ms_turns is None:
+        return dict(row, render_fps=5.0)
+    return dict(row, render_fps=1000.0 / sorted(render_ms_turns)[1], render_ms_turns=render_ms_turns)
+
+
+def test_the_speed_verdict_compares_the_models_turn_by_turn():
+    rows = [
+        bench_row(deblur.VANILLA, 25.0, [10.0, 20.0, 10.0]),
+        # Slower in the median, but as fast in one turn: within the measurement's noise.
+        bench_row(deblur.DEBLURRING, 28.5, [11.0, 20.0, 10.5]),
+        # A uniform 10% slowdown is slower in every turn, however much the load moved between turns.
+        bench_row("slow", 27.5, [11.0, 22.0, 11.0]),
+        bench_row("deblurnerf", 24.0, None),
+    ]
+    summary = deblur.summarise(rows, [deblur.DEBLURRING, "slow"])
+    ours, slow, nerf = summary["motion/deblurring_3dgs"], summary["motion/slow"], summary["motion/deblurnerf"]
+    assert ours["psnr_target_met"] and ours["psnr_gain"]["deblur_nerf"] == pytest.approx(3.5)
+    assert ours["fps_ratio_turns"] == pytest.approx([10.0 / 11.0, 1.0])
+    assert ours["fps_target_met"]
+    assert slow["fps_ratio_turns"] == pytest.approx([10.0 / 11.0, 10.0 / 11.0])
+    assert not slow["fps_target_met"] and not slow["psnr_target_met"]
+    assert nerf["fps_ratio_turns"] is None and nerf["fps_target_met"] is None and nerf["psnr_target"] is None
+    table = deblur.markdown(rows, summary, {"scale": "cpu", "device": "cpu"})
+    assert "| motion/deblurring_3dgs | 1 | +3.50 dB | +3.50 dB | +3 dB | yes | " in table
+    assert "| 0.909–0.909 | no |" in table
