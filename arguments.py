@@ -110,6 +110,12 @@ class OptimizationParams(ParamGroup):
             "opacity reset has passed (from the start when resets are disabled); 0 disables",
         ),
         Option("sh_degree_interval", 1000, "iterations between increases of the active SH degree"),
+        Option(
+            "min_contribution",
+            0.0,
+            "after the last iteration, prune Gaussians that give the training views less than this many pixels' "
+            "worth of colour in all (their blending weights summed over every pixel); 0 disables",
+        ),
     )
 
 

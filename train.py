@@ -34,7 +34,7 @@ from blur import (
     save_blur_model,
 )
 from blur.presets import as_arguments, preset_path
-from gaussian_renderer import render
+from gaussian_renderer import render, total_blending_weights
 from metrics import MetricsError
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
@@ -164,6 +164,21 @@ def adaptive_density_control(iteration, gaussians, opt, scene_extent, white_back
         iteration % opt.opacity_reset_interval == 0 or (white_background and iteration == opt.densify_from_iter)
     ):
         gaussians.reset_opacity()
+
+
+def prune_by_contribution(gaussians, cameras, min_contribution, backend):
+    """Prune the Gaussians whose blending weights, summed over every pixel of cameras, stay below min_contribution
+    pixels: removing one changes the renders of cameras by at most that many pixels' worth of colour, and each
+    costs render time. Returns how many were pruned."""
+    weights = total_blending_weights(cameras, gaussians.render_params(), backend)
+    faint = weights < min_contribution
+    if bool(faint.all()):
+        raise TrainingError(
+            f"--min_contribution {min_contribution:g} would prune every Gaussian (the largest contribution is "
+            f"{weights.max().item():.3g} pixels)"
+        )
+    gaussians.prune_points(faint)
+    return int(faint.sum())
 
 
 def accumulate_densification_stats(gaussians, outputs, camera):
@@ -322,6 +337,10 @@ def training(dataset, opt, pipe, run, blur_args):
                 blur_model_optimizer = blur_optimizer(blur_model, blur_args)
                 tqdm.write(f"[iteration {iteration}] KNN augmentation: {added} of {drawn} drawn points kept, "
                            f"{gaussians.num_points} Gaussians reset")
+            if iteration == opt.iterations and opt.min_contribution > 0.0:
+                pruned = prune_by_contribution(gaussians, scene.train_cameras, opt.min_contribution, pipe.backend)
+                tqdm.write(f"[iteration {iteration}] pruned {pruned} Gaussians whose blending weights over the training "
+                           f"views sum to less than {opt.min_contribution:g}; {gaussians.num_points} left")
             train_seconds += time.perf_counter() - started
 
             ema_loss = loss_value if ema_loss is None else 0.4 * loss_value + 0.6 * ema_loss
@@ -438,6 +457,8 @@ def parse_args(argv=None):
         parser.error(f"--sh_degree must be between 0 and 3, got {args.sh_degree}")
     if args.iterations < 1:
         parser.error(f"--iterations must be positive, got {args.iterations}")
+    if not args.min_contribution >= 0.0:
+        parser.error(f"--min_contribution must be 0 (off) or positive, got {args.min_contribution}")
     if args.checkpoint_interval < 0:
         parser.error(f"--checkpoint_interval must be 0 or positive, got {args.checkpoint_interval}")
     if args.lpips_weights is not None:

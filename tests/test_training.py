@@ -1,15 +1,19 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import train
-from gaussian_renderer import render
-from scene.gaussian_model import GaussianModel
+from gaussian_renderer import render, total_blending_weights
+from scene.cameras import Camera
+from scene.gaussian_model import GaussianModel, GaussianParams, rgb_to_sh
 from scene.scene import Scene, point_cloud_path
+from tiny_scene import FOCAL, HEIGHT, WIDTH, look_at_origin, random_unit_quaternions
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,6 +64,48 @@ def test_training_reduces_the_loss_and_raises_test_psnr(tiny_scene, tmp_path):
     assert os.path.isfile(point_cloud_path(model_path, 300))
     with open(os.path.join(model_path, "cfg_args")) as file:
         assert file.read().startswith("Namespace(")
+
+
+def camera_at(position):
+    return Camera(look_at_origin(np.asarray(position, float)), FOCAL, FOCAL, WIDTH / 2, HEIGHT / 2, WIDTH, HEIGHT,
+                  0.1, 10.0, "cpu")
+
+
+def gaussians_at(means, scales, opacities, seed=0):
+    count = len(means)
+    rng = np.random.default_rng(seed)
+    sh = torch.zeros(count, 4, 3)
+    sh[:, 0] = rgb_to_sh(torch.tensor(rng.uniform(0.1, 0.9, (count, 3)), dtype=torch.float32))
+    return GaussianParams(
+        means=torch.tensor(means, dtype=torch.float32),
+        scales=torch.tensor(scales, dtype=torch.float32),
+        rotations=torch.tensor(random_unit_quaternions(rng, count), dtype=torch.float32),
+        opacities=torch.tensor(opacities, dtype=torch.float32).reshape(count, 1),
+        sh_coeffs=sh,
+        sh_degree=1,
+    )
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_blending_weights_add_up_to_the_rendered_alpha(backend):
+    rng = np.random.default_rng(1)
+    params = gaussians_at(rng.uniform(-1, 1, (200, 3)), rng.uniform(0.03, 0.2, (200, 3)), rng.uniform(0.2, 0.9, 200))
+    cameras = [camera_at([0.0, -1.0, -4.0]), camera_at([2.0, 0.5, -3.5])]
+    weights = total_blending_weights(cameras, params, backend)
+    assert weights.shape == (200,) and torch.all(weights >= 0)
+    with torch.no_grad():
+        alpha = sum(render(camera, params, torch.zeros(3), backend).alpha.sum() for camera in cameras)
+    # Blending gives each pixel sum_i alpha_i T_i = 1 - T: the rendered alpha.
+    torch.testing.assert_close(weights.sum(), alpha, rtol=1e-4, atol=0)
+
+
+def test_a_hidden_gaussian_contributes_nothing():
+    # A small Gaussian behind a large, almost opaque one, as the camera on the -z axis sees them.
+    params = gaussians_at([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]], [[0.6, 0.6, 0.05], [0.05, 0.05, 0.05]], [0.99, 0.9])
+    front, side = camera_at([0.0, 0.0, -4.0]), camera_at([4.0, 0.0, 1.0])
+    hidden, seen = total_blending_weights([front], params, "cpu"), total_blending_weights([side], params, "cpu")
+    assert hidden[1] < 1e-3 * hidden[0]
+    assert seen[1] > 1.0
 
 
 def mean_test_psnr(results_path):
@@ -173,3 +219,27 @@ def test_command_line_reports_errors_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "missing is not a folder" in result.stderr
+
+
+def test_min_contribution_prunes_what_the_training_views_barely_see(tiny_scene, tmp_path, capsys):
+    # After 60 iterations the tiny scene's faintest Gaussians give its training views 7 to 10 pixels each.
+    model_path = str(tmp_path / "compact")
+    argv = ["-s", tiny_scene, "-m", model_path, "--iterations", "60", "--save_iterations", "60",
+            "--min_contribution", "10"] + SHORT_SCHEDULE
+    train.main(argv)
+    printed = capsys.readouterr().out
+    pruned, left = map(int, re.search(r"pruned (\d+) Gaussians .* less than 10; (\d+) left", printed).groups())
+    assert pruned > 0
+    dataset = train.parse_args(argv)[1]
+    gaussians = GaussianModel(dataset.sh_degree)
+    scene = Scene(dataset, gaussians, load_iteration=60)
+    assert gaussians.num_points == left
+    with torch.no_grad():
+        weights = total_blending_weights(scene.train_cameras, gaussians.render_params(), "cpu")
+    # Removing Gaussians only lets more light through to the others, so no survivor's weight fell.
+    assert weights.min() >= 10.0 - 1e-3
+
+    expect_cli_error(["-s", tiny_scene, "-m", str(tmp_path / "everything"), "--iterations", "5",
+                      "--min_contribution", "1e9"] + SHORT_SCHEDULE, capsys, "--min_contribution 1e+09",
+                     "every Gaussian")
+    expect_cli_error(["-s", tiny_scene, "--min_contribution", "-1"], capsys, "--min_contribution")
