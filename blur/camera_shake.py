@@ -28,7 +28,8 @@ INITIAL_PATH_SCALE = 0.01
 
 
 def exposure_times(count):
-    """count sample times in [-1, 1], the exposure's midpoints (0 is the given, mid-exposure pose)."""
+    """The midpoints of count equal parts of the exposure [-1, 1]. For odd count one of them is 0, the given
+    mid-exposure pose."""
     return (2.0 * torch.arange(count, dtype=torch.float32) + 1.0) / count - 1.0
 
 
@@ -106,6 +107,7 @@ class CameraShake(BlurredRendering):
         return poses[:, :3], poses[:, 3:]
 
     def blurred_params(self, params, camera):
+        """The num_moments + 1 rigidly moved copies of params that camera's blurry photo is the mean of."""
         rotation_vectors, translations = self.path(camera)
         return [
             rigidly_moved(params, camera, rotation_vector, translation)
