@@ -168,8 +168,8 @@ def adaptive_density_control(iteration, gaussians, opt, scene_extent, white_back
 
 def prune_by_contribution(gaussians, cameras, min_contribution, backend):
     """Prune the Gaussians whose blending weights, summed over every pixel of cameras, stay below min_contribution
-    pixels: removing one changes the renders of cameras by at most that many pixels' worth of colour, and each
-    costs render time. Returns how many were pruned."""
+    pixels: with colours in [0, 1], removing one changes the renders of cameras by at most that many pixels' worth
+    of colour, and each costs render time. Returns how many were pruned."""
     weights = total_blending_weights(cameras, gaussians.render_params(), backend)
     faint = weights < min_contribution
     if bool(faint.all()):
