@@ -1,11 +1,8 @@
 """Renders a set of Gaussians from a scene camera with our rasterizer."""
 
-import dataclasses
-
 import torch
 from gaussian_rasterizer import Camera as RasterCamera
 from gaussian_rasterizer import rasterize_gaussians
-from gaussian_rasterizer.reference import SH_C0
 
 
 def raster_camera(camera):
@@ -44,23 +41,16 @@ def total_blending_weights(cameras, gaussians, backend="auto"):
     """(N,): each Gaussian's blending weight (alpha times transmittance) summed over every pixel of cameras, i.e.
     how many pixels' worth of colour it gives those views.
 
-    It is the gradient of the summed image with respect to the Gaussians' colours when every colour is 1, so the
+    It is the gradient of the summed image with respect to a one-channel feature of 1 per Gaussian, so the
     rasterizer's own backward pass computes it.
     """
-    count = gaussians.means.shape[0]
-    # Colour is SH_C0 * DC + 0.5 at degree 0.
-    white = torch.full((count, 1, 3), 0.5 / SH_C0, device=gaussians.means.device, requires_grad=True)
-    plain = dataclasses.replace(
-        gaussians,
-        means=gaussians.means.detach(),
-        scales=gaussians.scales.detach(),
-        rotations=gaussians.rotations.detach(),
-        opacities=gaussians.opacities.detach(),
-        sh_coeffs=white,
-        sh_degree=0,
-    )
-    background = torch.zeros(3, device=gaussians.means.device)
+    ones = torch.ones(gaussians.means.shape[0], 1, device=gaussians.means.device, requires_grad=True)
+    geometry = [gaussians.means.detach(), gaussians.scales.detach(), gaussians.rotations.detach(),
+                gaussians.opacities.detach()]
+    background = torch.zeros(1, device=gaussians.means.device)
     with torch.enable_grad():
         for camera in cameras:
-            render(camera, plain, background, backend).image[0].sum().backward()
-    return white.grad[:, 0, 0] / SH_C0
+            image = rasterize_gaussians(*geometry, raster_camera(camera), features=ones, background=background,
+                                        backend=backend).image
+            image.sum().backward()
+    return ones.grad[:, 0]
