@@ -38,10 +38,9 @@ from scene.gaussian_model import (
     inverse_sigmoid,
     mean_squared_distance_to_neighbours,
     quaternion_to_rotation_matrix,
-    rgb_to_sh,
 )
 from scene.scene import point_cloud_path
-from tiny_scene import FOCAL, HEIGHT, WIDTH, look_at_origin, random_unit_quaternions
+from tiny_scene import FOCAL, camera_at, gaussian_params, random_unit_quaternions
 
 # Schedules shrunk to a few dozen iterations: densification, the KNN augmentation and SH growth all happen.
 SHORT_SCHEDULE = [
@@ -63,27 +62,16 @@ def default_opt():
 
 def random_params(count=300, seed=0, sh_degree=1):
     rng = np.random.default_rng(seed)
-
-    def tensor(array):
-        return torch.tensor(array, dtype=torch.float32)
-
     colors = rng.uniform(0.1, 0.9, size=(count, 3))
-    sh = torch.zeros(count, (sh_degree + 1) ** 2, 3)
-    sh[:, 0] = rgb_to_sh(tensor(colors))
-    return GaussianParams(
-        means=tensor(rng.uniform(-1.0, 1.0, size=(count, 3))),
-        scales=tensor(rng.uniform(0.03, 0.15, size=(count, 3))),
-        rotations=tensor(random_unit_quaternions(rng, count)),
-        opacities=tensor(rng.uniform(0.5, 0.9, size=(count, 1))),
-        sh_coeffs=sh,
-        sh_degree=sh_degree,
-    )
+    means = rng.uniform(-1.0, 1.0, size=(count, 3))
+    scales = rng.uniform(0.03, 0.15, size=(count, 3))
+    rotations = random_unit_quaternions(rng, count)
+    return gaussian_params(means, scales, rotations, rng.uniform(0.5, 0.9, size=(count, 1)), colors, sh_degree)
 
 
 def tiny_camera(angle_degrees=10.0):
     angle = np.radians(angle_degrees)
-    position = 4.0 * np.array([np.sin(angle), -0.3, -np.cos(angle)])
-    return Camera(look_at_origin(position), FOCAL, FOCAL, WIDTH / 2, HEIGHT / 2, WIDTH, HEIGHT, 0.1, 10.0, "cpu")
+    return camera_at(4.0 * np.array([np.sin(angle), -0.3, -np.cos(angle)]))
 
 
 def randomise_weights(blur_model, std, seed=0):

@@ -10,10 +10,9 @@ import torch
 
 import train
 from gaussian_renderer import render, total_blending_weights
-from scene.cameras import Camera
-from scene.gaussian_model import GaussianModel, GaussianParams, rgb_to_sh
+from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
-from tiny_scene import FOCAL, HEIGHT, WIDTH, look_at_origin, random_unit_quaternions
+from tiny_scene import camera_at, gaussian_params, random_unit_quaternions
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,24 +65,11 @@ def test_training_reduces_the_loss_and_raises_test_psnr(tiny_scene, tmp_path):
         assert file.read().startswith("Namespace(")
 
 
-def camera_at(position):
-    return Camera(look_at_origin(np.asarray(position, float)), FOCAL, FOCAL, WIDTH / 2, HEIGHT / 2, WIDTH, HEIGHT,
-                  0.1, 10.0, "cpu")
-
-
 def gaussians_at(means, scales, opacities, seed=0):
-    count = len(means)
+    """Gaussians at given places, sizes and opacities, with random colours and rotations."""
     rng = np.random.default_rng(seed)
-    sh = torch.zeros(count, 4, 3)
-    sh[:, 0] = rgb_to_sh(torch.tensor(rng.uniform(0.1, 0.9, (count, 3)), dtype=torch.float32))
-    return GaussianParams(
-        means=torch.tensor(means, dtype=torch.float32),
-        scales=torch.tensor(scales, dtype=torch.float32),
-        rotations=torch.tensor(random_unit_quaternions(rng, count), dtype=torch.float32),
-        opacities=torch.tensor(opacities, dtype=torch.float32).reshape(count, 1),
-        sh_coeffs=sh,
-        sh_degree=1,
-    )
+    colors = rng.uniform(0.1, 0.9, (len(means), 3))
+    return gaussian_params(means, scales, random_unit_quaternions(rng, len(means)), opacities, colors, sh_degree=1)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])

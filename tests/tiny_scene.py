@@ -9,8 +9,9 @@ import torch
 from gaussian_rasterizer import Camera, rasterize_gaussians
 
 import train
+from scene.cameras import Camera as SceneCamera
 from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat_to_qvec, write_model
-from scene.gaussian_model import rgb_to_sh
+from scene.gaussian_model import GaussianParams, rgb_to_sh
 
 WIDTH, HEIGHT = 64, 48
 FOCAL = 60.0
@@ -32,6 +33,24 @@ def look_at_origin(position):
 def random_unit_quaternions(rng, count):
     quaternions = rng.normal(size=(count, 4))
     return quaternions / np.linalg.norm(quaternions, axis=1, keepdims=True)
+
+
+def camera_at(position):
+    """A training-side camera of the tiny scene's size at position (3,), looking at the origin."""
+    return SceneCamera(look_at_origin(np.asarray(position, float)), FOCAL, FOCAL, WIDTH / 2, HEIGHT / 2, WIDTH,
+                       HEIGHT, 0.1, 10.0, "cpu")
+
+
+def gaussian_params(means, scales, rotations, opacities, colors, sh_degree):
+    """GaussianParams from arrays; each colour (N, 3) becomes the degree-0 coefficient, the higher bands 0."""
+
+    def tensor(array):
+        return torch.tensor(np.asarray(array), dtype=torch.float32)
+
+    sh = torch.zeros(len(colors), (sh_degree + 1) ** 2, 3)
+    sh[:, 0] = rgb_to_sh(tensor(colors))
+    return GaussianParams(means=tensor(means), scales=tensor(scales), rotations=tensor(rotations),
+                          opacities=tensor(opacities).reshape(-1, 1), sh_coeffs=sh, sh_degree=sh_degree)
 
 
 def make_tiny_scene(folder, view_count=8, gaussian_count=40, seed=0):
