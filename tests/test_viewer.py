@@ -599,23 +599,22 @@ def test_headless_chromium_shows_the_render(trained_run, chromium, tmp_path):
             return view.last_frame_shape == (camera.image_height, camera.image_width, 3)
 
         wait_until(full_frame_shown, 60, "a full-resolution frame")
-        expected = render_pixels(camera_from_viewer_pose(camera.wxyz, camera.position, camera.fov,
-                                                         camera.image_width, camera.image_height, "cpu"), scene)
         # Compare where no control overlaps the canvas: below the notice at the top left, left of the panel.
         region = (slice(160, camera.image_height - 10), slice(60, camera.image_width - 360))
+        screenshot = expected = None
 
-        def render_drawn(shown):
-            return shown.shape[:2] == expected.shape[:2] and \
-                mean_difference(shown[region], expected[region]) < JPEG_TOLERANCE
-
-        # The page draws a frame some time after it arrives, later on a loaded machine. If it never draws this one,
-        # the assertions below say what it shows instead.
-        deadline = time.monotonic() + 30
-        screenshot = browser.screenshot()
-        while not render_drawn(screenshot) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        def render_drawn():
+            # Rendered again at each look: the browser may still report a new camera after the first frame.
+            nonlocal screenshot, expected
+            expected = render_pixels(camera_from_viewer_pose(camera.wxyz, camera.position, camera.fov,
+                                                             camera.image_width, camera.image_height, "cpu"), scene)
             screenshot = browser.screenshot()
-        iio.imwrite(tmp_path / "viewer.png", screenshot)
+            iio.imwrite(tmp_path / "viewer.png", screenshot)
+            return screenshot.shape[:2] == expected.shape[:2] and \
+                mean_difference(screenshot[region], expected[region]) < JPEG_TOLERANCE
+
+        # The page draws a frame some time after it arrives, later on a loaded machine.
+        wait_until(render_drawn, 30, f"the page to draw the frame (last screenshot: {tmp_path / 'viewer.png'})")
     finally:
         browser.close()
         viewer.stop()
