@@ -18,6 +18,21 @@ DEBLUR_TRAINING_DEFAULTS = {
     "test_iterations": [10_000, 20_000],
 }
 
+# What --blur_model sets for each blur type, above DEBLUR_TRAINING_DEFAULTS and below a preset and the command
+# line. "camera" models the camera's own blur and is the default: a thin lens per photo for defocus, without the
+# KNN augmentation (its reset of every Gaussian leaves them larger in a short schedule, which costs PSNR and render
+# speed), and the camera's rigid path for motion, pruned of what the training views barely see (as fast as vanilla
+# for 0.01-0.03 dB). Both deblurred best in bench/deblur.py (README, "Deblurring settings"). "official" is the
+# paper's per-Gaussian MLP with the official code's defaults.
+BLUR_MODEL_DEFAULTS = {
+    "camera": {
+        "defocus": {"lens_blur": True, "knn_iteration": 0},
+        "motion": {"camera_shake": True, "min_contribution": 1.0},
+    },
+    "official": {"defocus": {}, "motion": {}},
+}
+BLUR_MODELS = tuple(BLUR_MODEL_DEFAULTS)
+
 # The official schedule, by iteration, which scaled_schedule compresses. The densification interval (100) is
 # kept: shorter ones judge the gradients on fewer views and grow the Gaussians much faster.
 OFFICIAL_SCHEDULE = {
@@ -68,6 +83,13 @@ def read_preset(name_or_path):
         if not (value is None or isinstance(value, (bool, int, float, str, list))):
             raise PresetError(f"{path}: option {name!r} has a value of unsupported type {type(value).__name__}")
     return preset
+
+
+def blur_model_defaults(blur, blur_model):
+    """The option values that --blur_model blur_model brings to a run with --blur blur (none for --blur none)."""
+    if blur == "none":
+        return {}
+    return dict(BLUR_MODEL_DEFAULTS[blur_model][blur])
 
 
 def as_arguments(options):
