@@ -30,6 +30,7 @@ from blur import (
     augment_points,
     blur_model_path,
     blur_model_state,
+    cpu_scale_options,
     mean_image,
     prune_by_depth_scaled_opacity,
     read_preset,
@@ -434,12 +435,11 @@ def preset_arguments(parser, name_or_path):
     return tokens
 
 
-def parse_args(argv=None):
-    """Options in increasing priority: train.py's defaults, the official deblurring defaults (for a run with a blur
-    model or a preset, see blur.DEBLUR_TRAINING_DEFAULTS), those of --blur_model for the blur type (see
-    blur.presets.BLUR_MODEL_DEFAULTS), the --config preset, the command line."""
-    parser, model_params, optimization_params, pipeline_params, blur_params = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
+def layered_options(parser, argv):
+    """argv parsed over its layers, in increasing priority: train.py's defaults, the official deblurring defaults
+    (for a run with a blur model or a preset, see blur.DEBLUR_TRAINING_DEFAULTS), those of --blur_model for the blur
+    type (see blur.presets.BLUR_MODEL_DEFAULTS), the --config preset, the command line. The values are not checked
+    yet."""
     args = parser.parse_args(argv)
     layers = []
     if args.config is not None:
@@ -452,6 +452,21 @@ def parse_args(argv=None):
     if args.blur != "none" or args.config is not None:
         model_layer = as_arguments(blur_model_defaults(args.blur, args.blur_model))
         args = parser.parse_args(as_arguments(DEBLUR_TRAINING_DEFAULTS) + model_layer + layers + argv)
+    return args
+
+
+def cpu_scale_arguments(argv, iterations):
+    """The options of blur.cpu_scale_options(iterations) for the run of argv, to be placed before argv: with the
+    compressed KNN iteration only where that run does the augmentation (not with --blur_model camera's defocus)."""
+    knn_augmentation = layered_options(build_parser()[0], argv).knn_iteration > 0
+    return as_arguments(cpu_scale_options(iterations, knn_augmentation))
+
+
+def parse_args(argv=None):
+    """The run's options, layered as layered_options describes, and checked."""
+    parser, model_params, optimization_params, pipeline_params, blur_params = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = layered_options(parser, argv)
     for problem in BlurParams.problems(args):
         parser.error(problem)
     if not args.source_path:

@@ -107,17 +107,20 @@ def as_arguments(options):
     return tokens
 
 
-def scaled_schedule(iterations):
+def scaled_schedule(iterations, knn_augmentation=True):
     """The official 20 000-iteration schedule (densification window, KNN augmentation, SH degree steps, position
-    learning-rate decay) compressed to `iterations`, for CPU-scale runs."""
+    learning-rate decay) compressed to `iterations`, for CPU-scale runs. Without knn_augmentation it leaves out the
+    KNN iteration, which as an option would turn the augmentation back on for a run that skips it."""
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
     fraction = iterations / OFFICIAL_ITERATIONS
-    schedule = {name: max(1, round(value * fraction)) for name, value in OFFICIAL_SCHEDULE.items()}
+    schedule = {name: max(1, round(value * fraction)) for name, value in OFFICIAL_SCHEDULE.items()
+                if knn_augmentation or name != "knn_iteration"}
     schedule["iterations"] = iterations
     return schedule
 
 
-def cpu_scale_options(iterations):
-    """scaled_schedule(iterations) with a densification threshold that keeps CPU training affordable."""
-    return dict(scaled_schedule(iterations), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)
+def cpu_scale_options(iterations, knn_augmentation=True):
+    """scaled_schedule(iterations, knn_augmentation) with a densification threshold that keeps CPU training
+    affordable."""
+    return dict(scaled_schedule(iterations, knn_augmentation), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)

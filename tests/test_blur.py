@@ -418,7 +418,7 @@ def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scen
         torch.testing.assert_close(tensor, checkpoint["blur"]["state_dict"][name], rtol=0, atol=0)
     assert not torch.equal(loaded.path_network[-1].weight, CameraShake(2).path_network[-1].weight)
 
-    mlp_options = [option for option in common if option != "--camera_shake"]
+    mlp_options = [option for option in common if option != "--camera_shake"] + ["--blur_model", "official"]
     with pytest.raises(SystemExit) as exit_info:
         train.main(["-m", model_path, "--resume"] + mlp_options)
     assert "trained with --camera_shake, this run without it" in str(exit_info.value.code)
@@ -579,8 +579,8 @@ def test_preset_layers_and_command_line_overrides(tmp_path):
     vanilla = parsed(source)
     assert (vanilla.blur, vanilla.iterations, vanilla.opacity_reset_interval) == ("none", 30_000, 3000)
 
-    # A blur model alone brings the official code's defaults.
-    defocus = parsed(source + ["--blur", "defocus"])
+    # The official blur model alone brings the official code's defaults.
+    defocus = parsed(source + ["--blur", "defocus", "--blur_model", "official"])
     assert (defocus.iterations, defocus.position_lr_init, defocus.position_lr_max_steps) == (20_000, 0.0016, 30_000)
     assert (defocus.opacity_reset_interval, defocus.max_screen_size, defocus.lambda_s) == (0, 0, 0.01)
     assert (defocus.knn_iteration, defocus.knn_neighbours, defocus.depth_prune_range) == (2500, 4, 3.0)
@@ -663,8 +663,8 @@ def count_mlp_calls(monkeypatch):
 def test_the_mlp_runs_once_per_training_step_and_never_at_test_time(tiny_scene, tmp_path, monkeypatch):
     calls = count_mlp_calls(monkeypatch)
     model_path = str(tmp_path / "run")
-    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "defocus", "--eval", "--hold", "4",
-                "--iterations", "20", "--test_iterations", "0", "10", "20", "--checkpoint_interval", "0"]
+    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "defocus", "--blur_model", "official", "--eval",
+                "--hold", "4", "--iterations", "20", "--test_iterations", "0", "10", "20", "--checkpoint_interval", "0"]
                + SHORT_SCHEDULE)
     # Three evaluations rendered the two test views; only the 20 training steps ran the MLP.
     assert calls["count"] == 20
@@ -676,9 +676,9 @@ def test_the_mlp_runs_once_per_training_step_and_never_at_test_time(tiny_scene, 
 
 def test_the_blur_model_is_saved_with_each_point_cloud(tiny_scene, tmp_path):
     model_path = str(tmp_path / "motion")
-    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "motion", "--num_moments", "2", "--iterations", "30",
-                "--save_iterations", "10", "--checkpoint_iterations", "30", "--checkpoint_interval", "0"]
-               + SHORT_SCHEDULE)
+    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "motion", "--blur_model", "official",
+                "--num_moments", "2", "--iterations", "30", "--save_iterations", "10", "--checkpoint_iterations", "30",
+                "--checkpoint_interval", "0"] + SHORT_SCHEDULE)
     for iteration in (10, 30):
         path = blur_model_path(model_path, iteration)
         assert os.path.dirname(path) == os.path.dirname(point_cloud_path(model_path, iteration))
@@ -708,8 +708,8 @@ def test_the_blur_model_is_saved_with_each_point_cloud(tiny_scene, tmp_path):
 
 
 def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, monkeypatch, capsys):
-    common = ["-s", tiny_scene, "--blur", "motion", "--num_moments", "2", "--iterations", "40",
-              "--checkpoint_interval", "20", "--save_iterations", "40", "--seed", "5"] + SHORT_SCHEDULE
+    common = ["-s", tiny_scene, "--blur", "motion", "--blur_model", "official", "--num_moments", "2", "--iterations",
+              "40", "--checkpoint_interval", "20", "--save_iterations", "40", "--seed", "5"] + SHORT_SCHEDULE
     uninterrupted = str(tmp_path / "uninterrupted")
     resumed = str(tmp_path / "resumed")
     train.main(["-m", uninterrupted] + common)
