@@ -28,6 +28,7 @@ from blur import (
     CameraShake,
     PresetError,
     augment_points,
+    blur_model_defaults,
     blur_model_path,
     blur_model_state,
     cpu_scale_options,
@@ -36,7 +37,7 @@ from blur import (
     read_preset,
     save_blur_model,
 )
-from blur.presets import as_arguments, blur_model_defaults, preset_path
+from blur.presets import as_arguments, preset_path
 from gaussian_renderer import render, total_blending_weights
 from metrics import MetricsError
 from scene.dataset_readers import DatasetError
