@@ -12,10 +12,11 @@ class BlurParams(ParamGroup):
     options = (
         Option("blur", "none", "blur model used during training", choices=BLUR_CHOICES),
         Option("blur_model", "camera",
-               "camera: the camera's own blur, a thin lens per training photo for defocus (as --lens_blur "
-               "--knn_iteration 0) and the camera's rigid path through the exposure for motion (as --camera_shake "
-               "--min_contribution 1); official: the paper's per-Gaussian MLP with the official defaults. Options "
-               "typed on the command line or set by --config override these",
+               "camera (the default): the camera's own blur, a thin lens per training photo for defocus (as "
+               "--lens_blur --knn_iteration 0) and the camera's rigid path through the exposure for motion (as "
+               "--camera_shake --min_contribution 1); official: the paper's per-Gaussian MLP and KNN augmentation, "
+               "as the official code trains them. Options typed on the command line or set by --config override "
+               "these",
                choices=BLUR_MODELS),
         Option("num_moments", 4, "motion: renders along the camera motion besides the unshifted one (M)"),
         Option("lambda_s", 0.01, "weight of the MLP's outputs in the scale and rotation factors"),
