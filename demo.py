@@ -1,10 +1,11 @@
-"""The main job on the built-in scene: Deblurring 3D Gaussian Splatting (defocus) trained on the CPU from blurry
-photos, then scored on held-out sharp views.
+"""The main job on the built-in scene: Gaussian splatting deblurred by train.py's default defocus model (a thin lens
+per photo) trained on the CPU from blurry photos, then scored on held-out sharp views.
 
     python demo.py [--out output/demo] [--iterations 1500] [--scene data/demo/tiny_defocus]
 
 Generates the synthetic generator's tiny defocus scene unless it is already there, trains with the
-synthetic_defocus preset on a compressed schedule, renders the sharp test views and writes:
+synthetic_defocus preset and the default --blur_model on a compressed schedule, renders the sharp test views and
+writes:
 
     OUT/results.json        PSNR / SSIM of the test views under both metric protocols (see metrics.py)
     OUT/test/renders, gt    our renders and the sharp ground truth of the test views
@@ -31,7 +32,6 @@ import torch
 
 import metrics
 import train
-from blur.presets import as_arguments, cpu_scale_options
 from gaussian_renderer import render
 from scene.dataset_readers import read_image
 from scene.gaussian_model import GaussianModel
@@ -39,11 +39,6 @@ from scene.scene import Scene
 from scene.synthetic import SHARP_IMAGES_FOLDER, SyntheticSceneError, generate_scene, preset_config
 
 PRESET = "synthetic_defocus"
-# The official MLP can only widen a Gaussian by 10%, and its initialisation leaves even that unused: it cannot
-# reproduce blur several pixels wide. The thin-lens blur (a learned aperture and focus per view) deblurred best of
-# the settings measured with bench/deblur.py, and best without the KNN augmentation: in a schedule this short, the
-# reset of every Gaussian that comes with it leaves them larger, which lowers PSNR and render speed.
-IMPROVEMENTS = ["--lens_blur", "--knn_iteration", "0"]
 # Panels are enlarged so that the 160x120 views and their labels stay readable.
 PANEL_ZOOM = 2
 LABEL_HEIGHT = 22
@@ -59,9 +54,10 @@ def ensure_scene(folder, seed):
 
 
 def training_arguments(scene_folder, model_path, iterations, seed):
-    return ["-s", scene_folder, "-m", model_path, "--eval", "--config", PRESET, "--device", "cpu",
+    argv = ["-s", scene_folder, "-m", model_path, "--eval", "--config", PRESET, "--device", "cpu",
             "--seed", str(seed), "--test_iterations", str(iterations), "--save_iterations", str(iterations),
-            "--checkpoint_interval", "0"] + as_arguments(cpu_scale_options(iterations)) + IMPROVEMENTS
+            "--checkpoint_interval", "0"]
+    return argv + train.cpu_scale_arguments(argv, iterations)
 
 
 def to_uint8(image):
@@ -157,7 +153,8 @@ def main(argv=None):
     mean, input_psnr, num_gaussians = evaluate_and_illustrate(args.scene, model_path, args.out, training_argv)
 
     print()
-    print(f"Deblurring 3DGS ({PRESET} {' '.join(IMPROVEMENTS)}, {args.iterations} iterations, "
+    blur_model = train.parse_args(training_argv)[4].blur_model
+    print(f"Deblurring 3DGS ({PRESET}, --blur_model {blur_model}, {args.iterations} iterations, "
           f"{num_gaussians} Gaussians) in {time.perf_counter() - started:.0f} s")
     print(f"  blurry training photos vs their sharp truth: {input_psnr:.2f} dB")
     for protocol in metrics.PROTOCOLS:

@@ -1,7 +1,9 @@
-"""Train 3D Gaussians on a scene, optionally with the blur model of Deblurring 3D Gaussian Splatting.
+"""Train 3D Gaussians on a scene, optionally from blurry photos: with a model of the camera's blur (the default
+--blur_model camera) or with the blur MLP of Deblurring 3D Gaussian Splatting (--blur_model official).
 
     python train.py -s data/scene [-m output/name] [--blur none] [--iterations 20000] [--resolution 4] [--eval]
     python train.py -s data/scene --config synthetic_defocus [--iterations 3000]
+    python train.py -s data/scene --config synthetic_defocus --blur_model official   # the paper's exact method
 """
 
 import copy
@@ -26,8 +28,10 @@ from blur import (
     CameraShake,
     PresetError,
     augment_points,
+    blur_model_defaults,
     blur_model_path,
     blur_model_state,
+    cpu_scale_options,
     mean_image,
     prune_by_depth_scaled_opacity,
     read_preset,
@@ -246,12 +250,15 @@ def restore_blur(state, blur_model, optimizer, path):
         raise TrainingError(
             f"{path}: the checkpoint's blur model has --num_moments {saved_moments}, not {blur_model.num_moments}"
         )
-    saved_shake = state["hyperparameters"].get("camera_shake", False)
-    if saved_shake != blur_model.hyperparameters.get("camera_shake", False):
-        raise TrainingError(
-            f"{path}: the checkpoint was trained {'with' if saved_shake else 'without'} --camera_shake, this run "
-            f"{'without' if saved_shake else 'with'} it"
-        )
+    # Checked before the weights, whose names differ between these models; runs from before --blur_model made them
+    # the default were trained without them.
+    for flag in ("camera_shake", "lens_blur"):
+        saved = state["hyperparameters"].get(flag, False)
+        if saved != blur_model.hyperparameters.get(flag, False):
+            raise TrainingError(
+                f"{path}: the checkpoint was trained {'with' if saved else 'without'} --{flag}, this run "
+                f"{'without' if saved else 'with'} it; resume with the --blur_model and flags it was trained with"
+            )
     blur_model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
 
@@ -429,11 +436,11 @@ def preset_arguments(parser, name_or_path):
     return tokens
 
 
-def parse_args(argv=None):
-    """Options in increasing priority: train.py's defaults, the official deblurring defaults (for a run with a blur
-    model or a preset, see blur.DEBLUR_TRAINING_DEFAULTS), the --config preset, the command line."""
-    parser, model_params, optimization_params, pipeline_params, blur_params = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
+def layered_options(parser, argv):
+    """argv parsed over its layers, in increasing priority: train.py's defaults, the official deblurring defaults
+    (for a run with a blur model or a preset, see blur.DEBLUR_TRAINING_DEFAULTS), those of --blur_model for the blur
+    type (see blur.presets.BLUR_MODEL_DEFAULTS), the --config preset, the command line. The values are not checked
+    yet."""
     args = parser.parse_args(argv)
     layers = []
     if args.config is not None:
@@ -441,10 +448,26 @@ def parse_args(argv=None):
             layers = preset_arguments(parser, args.config)
         except PresetError as error:
             parser.error(str(error))
-        # The preset may choose the blur mode, on which the next layer depends.
+        # The preset may choose the blur mode and model, on which the next layers depend.
         args = parser.parse_args(layers + argv)
     if args.blur != "none" or args.config is not None:
-        args = parser.parse_args(as_arguments(DEBLUR_TRAINING_DEFAULTS) + layers + argv)
+        model_layer = as_arguments(blur_model_defaults(args.blur, args.blur_model))
+        args = parser.parse_args(as_arguments(DEBLUR_TRAINING_DEFAULTS) + model_layer + layers + argv)
+    return args
+
+
+def cpu_scale_arguments(argv, iterations):
+    """The options of blur.cpu_scale_options(iterations) for the run of argv, to be placed before argv: with the
+    compressed KNN iteration only where that run does the augmentation (not with --blur_model camera's defocus)."""
+    knn_augmentation = layered_options(build_parser()[0], argv).knn_iteration > 0
+    return as_arguments(cpu_scale_options(iterations, knn_augmentation))
+
+
+def parse_args(argv=None):
+    """The run's options, layered as layered_options describes, and checked."""
+    parser, model_params, optimization_params, pipeline_params, blur_params = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = layered_options(parser, argv)
     for problem in BlurParams.problems(args):
         parser.error(problem)
     if not args.source_path:

@@ -1,22 +1,23 @@
 """Vanilla 3DGS against Deblurring 3DGS on the synthetic benchmark suite, for defocus and camera-motion blur.
 
     python bench/deblur.py [--data data/bench] [--scenes gallery_defocus blocks_motion] [--blur defocus]
-                           [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--with-sharp] [--with-nerf]
-                           [--jobs N]
+                           [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--no-official] [--with-sharp]
+                           [--with-nerf] [--jobs N]
 
 The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/. Each scene
-is trained with the synthetic_<blur> preset twice: "vanilla_3dgs" with --blur none (the same recipe without the
-blur MLP, the KNN augmentation and depth-scaled pruning) and "deblurring_3dgs" with the blur model; each --variant
-adds a deblurring run with extra train.py flags, e.g. --variant "lens=--lens_blur" (what demo.py trains with) or,
-for camera motion, --variant "shake=--camera_shake".
+is trained with the synthetic_<blur> preset three times: "vanilla_3dgs" with --blur none (the same recipe without a
+blur model, the KNN augmentation and depth-scaled pruning), "deblurring_3dgs" with train.py's default blur model
+(--blur_model camera, what demo.py trains with) and "official_deblurring_3dgs" with the paper's (--blur_model
+official); each --variant adds a deblurring run with extra train.py flags, e.g. --variant "knn=--knn_iteration 375"
+or --variant "official_lens=--blur_model official --lens_blur".
 --with-sharp adds "sharp_3dgs": the vanilla recipe trained on the sharp truth of the training photos, which the
 generator keeps in images_sharp/. Its gain over vanilla estimates the most that any blur model can recover at the
 same schedule, and so how far a target is within reach.
 
-CPU scale by default: the official schedule compressed to --iterations (blur.cpu_scale_options). --full trains the
-paper's 20 000 iterations with the presets' own settings, on the GPU when there is one. --jobs N trains up to N runs
-at once, each in its own train.py process (on a CPU, share the cores out with OMP_NUM_THREADS); the render speeds
-are measured once every training has ended.
+CPU scale by default: the official schedule compressed to --iterations (train.cpu_scale_arguments; a blur model
+that skips the KNN augmentation still skips it). --full trains the paper's 20 000 iterations with the presets' own
+settings, on the GPU when there is one. --jobs N trains up to N runs at once, each in its own train.py process (on
+a CPU, share the cores out with OMP_NUM_THREADS); the render speeds are measured once every training has ended.
 
 Every model is scored on the held-out sharp views under both metric protocols (see metrics.py) and its render
 speed measured as render.py --fps-only does. Writes OUT/deblur_bench.json (one row per scene and method) and
@@ -45,13 +46,13 @@ sys.path.insert(0, REPOSITORY)
 import metrics
 import render as render_cli
 import train
-from blur.presets import OFFICIAL_ITERATIONS, as_arguments, cpu_scale_options
+from blur.presets import OFFICIAL_ITERATIONS
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER
 from utils.atomic_file import atomic_write
 
-VANILLA, DEBLURRING, SHARP = "vanilla_3dgs", "deblurring_3dgs", "sharp_3dgs"
+VANILLA, DEBLURRING, OFFICIAL, SHARP = "vanilla_3dgs", "deblurring_3dgs", "official_deblurring_3dgs", "sharp_3dgs"
 PSNR_TARGETS = {"defocus": 2.0, "motion": 3.0}
 # Published NeRF baselines are slow on a CPU; these two bracket them (vanilla, and the deblurring pioneer).
 DEFAULT_NERF_METHODS = ("nerf", "deblurnerf")
@@ -82,7 +83,7 @@ def find_scenes(data, names, blur_types):
 
 def parse_variant(text):
     name, separator, flags = text.partition("=")
-    if not separator or not name or name in (VANILLA, DEBLURRING, SHARP):
+    if not separator or not name or name in (VANILLA, DEBLURRING, OFFICIAL, SHARP):
         raise BenchmarkError(f"--variant {text!r}: expected NAME=FLAGS with a new name, e.g. "
                              f"\"improved=--max_clamp 1.5 --initial_scale_factor 1.05\"")
     return name, shlex.split(flags)
@@ -91,6 +92,8 @@ def parse_variant(text):
 def method_arguments(method, variants):
     if method in (VANILLA, SHARP):
         return ["--blur", "none"]
+    if method == OFFICIAL:
+        return ["--blur_model", "official"]
     return dict(variants).get(method, [])
 
 
@@ -115,14 +118,15 @@ def sharp_scene(scene_folder, out_folder):
     return out_folder
 
 
-def training_arguments(scene_folder, blur, model_path, iterations, full, device, seed, lpips_weights):
-    schedule = {"iterations": iterations} if full else cpu_scale_options(iterations)
+def training_arguments(scene_folder, blur, model_path, iterations, full, device, seed, lpips_weights, method_flags):
+    """train.py's options for one run: the benchmark's, the schedule, then the method's own flags."""
     argv = ["-s", scene_folder, "-m", model_path, "--eval", "--config", f"synthetic_{blur}", "--device", device,
             "--seed", str(seed), "--test_iterations", str(iterations), "--save_iterations", str(iterations),
-            "--checkpoint_interval", "0"] + as_arguments(schedule)
+            "--checkpoint_interval", "0"]
     if lpips_weights:
         argv += ["--lpips_weights"] + lpips_weights
-    return argv
+    schedule = ["--iterations", str(iterations)] if full else train.cpu_scale_arguments(argv + method_flags, iterations)
+    return argv + schedule + method_flags
 
 
 def results_path(model_path, iterations):
@@ -306,6 +310,8 @@ def main(argv=None):
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help="an extra deblurring run with these train.py flags (repeatable)")
     parser.add_argument("--no-vanilla", dest="vanilla", action="store_false", help="skip the vanilla runs")
+    parser.add_argument("--no-official", dest="official", action="store_false",
+                        help="skip the runs of the paper's blur model (--blur_model official)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps-frames", type=int, default=100,
@@ -338,7 +344,8 @@ def main(argv=None):
     if not scenes:
         parser.error(f"{args.data}: no scene matches --scenes/--blur")
 
-    methods = ([VANILLA] if args.vanilla else []) + [DEBLURRING] + [name for name, _ in variants]
+    methods = (([VANILLA] if args.vanilla else []) + [DEBLURRING] + ([OFFICIAL] if args.official else [])
+               + [name for name, _ in variants])
     reference_methods = [SHARP] if args.with_sharp else []
     settings = {"scale": "full" if args.full else "cpu", "iterations": iterations, "device": args.device,
                 "seed": args.seed, "data": args.data, "variants": {name: flags for name, flags in variants}}
@@ -352,7 +359,7 @@ def main(argv=None):
             model_path = os.path.join(args.out, "runs", scene_name, method)
             source = sharp_sources[scene_name] if method == SHARP else folder
             argv_train = training_arguments(source, blur, model_path, iterations, args.full, args.device, args.seed,
-                                            args.lpips_weights) + method_arguments(method, variants)
+                                            args.lpips_weights, method_arguments(method, variants))
             scene_runs[scene_name].append((method, model_path, argv_train))
     if args.jobs > 1:
         try:

@@ -1,9 +1,10 @@
 """Deblurring 3D Gaussian Splatting (Lee et al., ECCV 2024): the blur MLP that is used in training only, the KNN
-point augmentation, depth-scaled pruning and the method's presets; and a rigid camera-shake model for motion blur.
+point augmentation, depth-scaled pruning and the method's presets; and the default blur models of the camera itself
+(--blur_model camera): a thin lens per photo for defocus, a rigid camera-shake path for motion blur.
 
-    python train.py -s data/scene --config synthetic_defocus      # or real_defocus, real_motion, ...
-    python train.py -s data/scene --blur motion --num_moments 4
-    python train.py -s data/scene --config synthetic_motion --camera_shake   # the camera's own path per photo
+    python train.py -s data/scene --config synthetic_defocus      # or real_defocus, ...: a thin lens per photo
+    python train.py -s data/scene --blur motion --num_moments 4   # the camera's own path per photo
+    python train.py -s data/scene --config synthetic_motion --blur_model official   # the paper's MLP
 """
 
 from blur.augmentation import COLOR_WEIGHTINGS, AugmentationError, augment_points
@@ -13,6 +14,7 @@ from blur.params import BlurParams
 from blur.presets import (
     DEBLUR_TRAINING_DEFAULTS,
     PresetError,
+    blur_model_defaults,
     cpu_scale_options,
     preset_names,
     read_preset,
@@ -41,6 +43,7 @@ __all__ = [
     "CameraShake",
     "PresetError",
     "augment_points",
+    "blur_model_defaults",
     "blur_model_from_state",
     "blur_model_path",
     "blur_model_state",

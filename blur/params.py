@@ -2,6 +2,7 @@
 
 from arguments import Option, ParamGroup
 from blur.augmentation import COLOR_WEIGHTINGS
+from blur.presets import BLUR_MODELS
 
 BLUR_CHOICES = ("none", "defocus", "motion")
 
@@ -10,6 +11,13 @@ class BlurParams(ParamGroup):
     title = "Deblurring Parameters (with --blur defocus or motion)"
     options = (
         Option("blur", "none", "blur model used during training", choices=BLUR_CHOICES),
+        Option("blur_model", "camera",
+               "camera (the default): the camera's own blur, a thin lens per training photo for defocus (as "
+               "--lens_blur --knn_iteration 0) and the camera's rigid path through the exposure for motion (as "
+               "--camera_shake --min_contribution 1); official: the paper's per-Gaussian MLP and KNN augmentation, "
+               "as the official code trains them. Options typed on the command line or set by --config override "
+               "these",
+               choices=BLUR_MODELS),
         Option("num_moments", 4, "motion: renders along the camera motion besides the unshifted one (M)"),
         Option("lambda_s", 0.01, "weight of the MLP's outputs in the scale and rotation factors"),
         Option("lambda_p", 0.01, "motion: weight of the MLP's position offsets"),
@@ -22,10 +30,10 @@ class BlurParams(ParamGroup):
                "renormalise each quaternion after the MLP's factors (the official code does not)"),
         Option("lens_blur", False,
                "defocus: also blur each Gaussian by a thin lens learned per training view (aperture and focus), "
-               "keeping its coverage; implies --normalize_rotations"),
+               "keeping its coverage; implies --normalize_rotations. Set by --blur_model camera"),
         Option("camera_shake", False,
                "motion: learn each training photo's blur as the camera's own smooth rigid path through the exposure "
-               "(num_moments + 1 renders along it) instead of the per-Gaussian MLP"),
+               "(num_moments + 1 renders along it) instead of the per-Gaussian MLP. Set by --blur_model camera"),
         Option("knn_iteration", 2500, "iteration of the one-off KNN point augmentation; 0 disables it"),
         Option("knn_neighbours", 4, "nearest Gaussians that colour each added point"),
         Option("knn_max_distance", 2.0,

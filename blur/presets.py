@@ -18,6 +18,21 @@ DEBLUR_TRAINING_DEFAULTS = {
     "test_iterations": [10_000, 20_000],
 }
 
+# What --blur_model sets for each blur type, above DEBLUR_TRAINING_DEFAULTS and below a preset and the command
+# line. "camera" models the camera's own blur and is the default: a thin lens per photo for defocus, without the
+# KNN augmentation (its reset of every Gaussian leaves them larger in a short schedule, which costs PSNR and render
+# speed), and the camera's rigid path for motion, pruned of what the training views barely see (as fast as vanilla
+# for 0.01-0.03 dB). Both deblurred best in bench/deblur.py (README, "Deblurring settings"). "official" is the
+# paper's per-Gaussian MLP with the official code's defaults.
+BLUR_MODEL_DEFAULTS = {
+    "camera": {
+        "defocus": {"lens_blur": True, "knn_iteration": 0},
+        "motion": {"camera_shake": True, "min_contribution": 1.0},
+    },
+    "official": {"defocus": {}, "motion": {}},
+}
+BLUR_MODELS = tuple(BLUR_MODEL_DEFAULTS)
+
 # The official schedule, by iteration, which scaled_schedule compresses. The densification interval (100) is
 # kept: shorter ones judge the gradients on fewer views and grow the Gaussians much faster.
 OFFICIAL_SCHEDULE = {
@@ -70,6 +85,13 @@ def read_preset(name_or_path):
     return preset
 
 
+def blur_model_defaults(blur, blur_model):
+    """The option values that --blur_model blur_model brings to a run with --blur blur (none for --blur none)."""
+    if blur == "none":
+        return {}
+    return dict(BLUR_MODEL_DEFAULTS[blur_model][blur])
+
+
 def as_arguments(options):
     """Command-line tokens that set options ({name: value}); a flag set to false is left out (flags default to
     off). Placed before the user's own arguments, they yield to anything the user types."""
@@ -85,17 +107,20 @@ def as_arguments(options):
     return tokens
 
 
-def scaled_schedule(iterations):
+def scaled_schedule(iterations, knn_augmentation=True):
     """The official 20 000-iteration schedule (densification window, KNN augmentation, SH degree steps, position
-    learning-rate decay) compressed to `iterations`, for CPU-scale runs."""
+    learning-rate decay) compressed to `iterations`, for CPU-scale runs. Without knn_augmentation it leaves out the
+    KNN iteration, which as an option would turn the augmentation back on for a run that skips it."""
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
     fraction = iterations / OFFICIAL_ITERATIONS
-    schedule = {name: max(1, round(value * fraction)) for name, value in OFFICIAL_SCHEDULE.items()}
+    schedule = {name: max(1, round(value * fraction)) for name, value in OFFICIAL_SCHEDULE.items()
+                if knn_augmentation or name != "knn_iteration"}
     schedule["iterations"] = iterations
     return schedule
 
 
-def cpu_scale_options(iterations):
-    """scaled_schedule(iterations) with a densification threshold that keeps CPU training affordable."""
-    return dict(scaled_schedule(iterations), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)
+def cpu_scale_options(iterations, knn_augmentation=True):
+    """scaled_schedule(iterations, knn_augmentation) with a densification threshold that keeps CPU training
+    affordable."""
+    return dict(scaled_schedule(iterations, knn_augmentation), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+import demo
 import render as render_cli
 import train
 from arguments import OptimizationParams
 from blur import (
+    DEBLUR_TRAINING_DEFAULTS,
     AugmentationError,
     BlurModel,
     BlurModelError,
@@ -418,7 +420,7 @@ def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scen
         torch.testing.assert_close(tensor, checkpoint["blur"]["state_dict"][name], rtol=0, atol=0)
     assert not torch.equal(loaded.path_network[-1].weight, CameraShake(2).path_network[-1].weight)
 
-    mlp_options = [option for option in common if option != "--camera_shake"]
+    mlp_options = [option for option in common if option != "--camera_shake"] + ["--blur_model", "official"]
     with pytest.raises(SystemExit) as exit_info:
         train.main(["-m", model_path, "--resume"] + mlp_options)
     assert "trained with --camera_shake, this run without it" in str(exit_info.value.code)
@@ -579,8 +581,8 @@ def test_preset_layers_and_command_line_overrides(tmp_path):
     vanilla = parsed(source)
     assert (vanilla.blur, vanilla.iterations, vanilla.opacity_reset_interval) == ("none", 30_000, 3000)
 
-    # A blur model alone brings the official code's defaults.
-    defocus = parsed(source + ["--blur", "defocus"])
+    # The official blur model alone brings the official code's defaults.
+    defocus = parsed(source + ["--blur", "defocus", "--blur_model", "official"])
     assert (defocus.iterations, defocus.position_lr_init, defocus.position_lr_max_steps) == (20_000, 0.0016, 30_000)
     assert (defocus.opacity_reset_interval, defocus.max_screen_size, defocus.lambda_s) == (0, 0, 0.01)
     assert (defocus.knn_iteration, defocus.knn_neighbours, defocus.depth_prune_range) == (2500, 4, 3.0)
@@ -597,6 +599,90 @@ def test_preset_layers_and_command_line_overrides(tmp_path):
     # The same recipe without blur modelling: the benchmark's vanilla baseline.
     baseline = parsed(source + ["--config", "synthetic_defocus", "--blur", "none"])
     assert (baseline.blur, baseline.iterations, baseline.position_lr_init) == ("none", 20_000, 4.8e-4)
+
+
+def created_blur_model(argv):
+    blur_args = train.parse_args(argv)[4]
+    return train.create_blur_model(blur_args, torch.device("cpu"))[0]
+
+
+def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_path):
+    source = ["-s", str(tmp_path), "--device", "cpu"]
+    official_defocus = BlurModel("defocus").hyperparameters
+    for choice in (["--blur", "defocus"], ["--config", "synthetic_defocus"], ["--config", "real_defocus"]):
+        args = parsed(source + choice)
+        assert (args.blur, args.blur_model, args.lens_blur, args.knn_iteration) == ("defocus", "camera", True, 0)
+        assert (args.camera_shake, args.min_contribution) == (False, 0.0)
+        lens = created_blur_model(source + choice)
+        assert type(lens) is BlurModel and lens.mode == "defocus"
+        # The official MLP's settings, with the thin lens, which renormalises the rotations it blurs.
+        assert lens.hyperparameters == dict(official_defocus, lens_blur=True, normalize_rotations=True)
+    for choice in (["--blur", "motion"], ["--config", "synthetic_motion"], ["--config", "real_motion"]):
+        args = parsed(source + choice)
+        assert (args.blur, args.blur_model, args.camera_shake, args.min_contribution) == ("motion", "camera", True, 1.0)
+        assert not args.lens_blur and args.knn_iteration == 2500
+        shake = created_blur_model(source + choice)
+        assert type(shake) is CameraShake and shake.hyperparameters == {"num_moments": 4, "camera_shake": True}
+
+    # The presets' own values stay, and options typed on the command line win over the model's.
+    motion = parsed(source + ["--config", "synthetic_motion", "--min_contribution", "0"])
+    assert (motion.lambda_s, motion.lambda_p, motion.scaling_lr, motion.min_contribution) == (0.005, 0.001, 0.015, 0.0)
+    defocus = parsed(source + ["--blur", "defocus", "--knn_iteration", "2500", "--lens_blur"])
+    assert (defocus.lens_blur, defocus.knn_iteration) == (True, 2500)
+    assert parsed(source + ["--blur", "motion", "--camera_shake", "--num_moments", "2"]).camera_shake
+    assert parsed(source + ["--config", "synthetic_defocus", "--blur", "none"]).min_contribution == 0.0
+
+
+def test_blur_model_official_trains_the_paper_s_method(tmp_path):
+    source = ["-s", str(tmp_path), "-m", str(tmp_path / "run"), "--device", "cpu", "--blur_model", "official"]
+    defaults = vars(train.build_parser()[0].parse_args([]))
+    choices = [("defocus", None), ("motion", None)] + [(read_preset(name)["blur"], name) for name in preset_names()]
+    for blur, preset in choices:
+        argv = source + (["--config", preset] if preset else ["--blur", blur])
+        # train.py's defaults under the official code's and the preset's, as before --blur_model existed.
+        expected = {**defaults, **DEBLUR_TRAINING_DEFAULTS, **(read_preset(preset) if preset else {}), "blur": blur,
+                    "config": preset, "blur_model": "official", "source_path": str(tmp_path),
+                    "model_path": str(tmp_path / "run"), "device": "cpu"}
+        expected["save_iterations"] = sorted(set(expected["save_iterations"]) | {expected["iterations"]})
+        args = parsed(argv)
+        assert vars(args) == expected
+        assert (args.lens_blur, args.camera_shake) == (False, False)
+        assert (args.knn_iteration, args.min_contribution) == (2500, 0.0)
+        mlp = created_blur_model(argv)
+        assert type(mlp) is BlurModel and not mlp.lens_blur
+        assert mlp.hyperparameters == BlurModel(blur, lambda_s=args.lambda_s, lambda_p=args.lambda_p).hyperparameters
+
+    # Options typed on the command line still win.
+    pruned = parsed(source + ["--config", "synthetic_motion", "--min_contribution", "1"])
+    assert (pruned.camera_shake, pruned.min_contribution) == (False, 1.0)
+    assert created_blur_model(source + ["--blur", "defocus", "--lens_blur"]).lens_blur
+    assert type(created_blur_model(source + ["--blur", "motion", "--camera_shake"])) is CameraShake
+
+
+def test_compressed_schedules_keep_the_blur_model_s_choice_of_the_knn_augmentation(tmp_path):
+    source = ["-s", str(tmp_path), "--device", "cpu"]
+    # The official schedule compressed to 3000 iterations puts the KNN augmentation at 375.
+    for options, knn_iteration in (
+        (["--config", "synthetic_defocus"], 0),
+        (["--config", "synthetic_defocus", "--blur_model", "official"], 375),
+        (["--config", "synthetic_defocus", "--knn_iteration", "100"], 100),
+        (["--config", "synthetic_motion"], 375),
+    ):
+        args = parsed(train.cpu_scale_arguments(source + options, 3000) + source + options)
+        assert (args.iterations, args.densify_until_iter, args.knn_iteration) == (3000, 2250, knn_iteration)
+    # make demo trains the default model.
+    demo_args = parsed(demo.training_arguments(str(tmp_path), str(tmp_path / "demo"), 1500, seed=0))
+    assert (demo_args.blur_model, demo_args.lens_blur, demo_args.knn_iteration) == ("camera", True, 0)
+    assert demo_args.densify_until_iter == 1125
+
+
+def test_resuming_with_another_blur_model_names_the_difference(tiny_scene, tmp_path):
+    common = ["-s", tiny_scene, "-m", str(tmp_path / "run"), "--blur", "defocus", "--iterations", "10",
+              "--checkpoint_interval", "10"] + SHORT_SCHEDULE
+    train.main(common + ["--blur_model", "official"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(common + ["--resume"])
+    assert "trained without --lens_blur, this run with it" in str(exit_info.value.code)
 
 
 def expect_parse_error(argv, capsys, *fragments):
@@ -663,8 +749,8 @@ def count_mlp_calls(monkeypatch):
 def test_the_mlp_runs_once_per_training_step_and_never_at_test_time(tiny_scene, tmp_path, monkeypatch):
     calls = count_mlp_calls(monkeypatch)
     model_path = str(tmp_path / "run")
-    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "defocus", "--eval", "--hold", "4",
-                "--iterations", "20", "--test_iterations", "0", "10", "20", "--checkpoint_interval", "0"]
+    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "defocus", "--blur_model", "official", "--eval",
+                "--hold", "4", "--iterations", "20", "--test_iterations", "0", "10", "20", "--checkpoint_interval", "0"]
                + SHORT_SCHEDULE)
     # Three evaluations rendered the two test views; only the 20 training steps ran the MLP.
     assert calls["count"] == 20
@@ -676,9 +762,9 @@ def test_the_mlp_runs_once_per_training_step_and_never_at_test_time(tiny_scene, 
 
 def test_the_blur_model_is_saved_with_each_point_cloud(tiny_scene, tmp_path):
     model_path = str(tmp_path / "motion")
-    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "motion", "--num_moments", "2", "--iterations", "30",
-                "--save_iterations", "10", "--checkpoint_iterations", "30", "--checkpoint_interval", "0"]
-               + SHORT_SCHEDULE)
+    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "motion", "--blur_model", "official",
+                "--num_moments", "2", "--iterations", "30", "--save_iterations", "10", "--checkpoint_iterations", "30",
+                "--checkpoint_interval", "0"] + SHORT_SCHEDULE)
     for iteration in (10, 30):
         path = blur_model_path(model_path, iteration)
         assert os.path.dirname(path) == os.path.dirname(point_cloud_path(model_path, iteration))
@@ -708,8 +794,8 @@ def test_the_blur_model_is_saved_with_each_point_cloud(tiny_scene, tmp_path):
 
 
 def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, monkeypatch, capsys):
-    common = ["-s", tiny_scene, "--blur", "motion", "--num_moments", "2", "--iterations", "40",
-              "--checkpoint_interval", "20", "--save_iterations", "40", "--seed", "5"] + SHORT_SCHEDULE
+    common = ["-s", tiny_scene, "--blur", "motion", "--blur_model", "official", "--num_moments", "2", "--iterations",
+              "40", "--checkpoint_interval", "20", "--save_iterations", "40", "--seed", "5"] + SHORT_SCHEDULE
     uninterrupted = str(tmp_path / "uninterrupted")
     resumed = str(tmp_path / "resumed")
     train.main(["-m", uninterrupted] + common)

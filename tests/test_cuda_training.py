@@ -9,8 +9,6 @@ import torch
 from gaussian_rasterizer import available_backends
 
 import train
-from blur import cpu_scale_options
-from blur.presets import as_arguments
 from gaussian_renderer import render
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
@@ -27,10 +25,10 @@ PSNR_MARGIN_DB = 0.5
 
 def arguments(scene, model_path, device, blur):
     config = "synthetic_motion" if blur == "motion" else "synthetic_defocus"
-    return ["-s", scene, "-m", model_path, "--eval", "--config", config, "--blur", blur, "--device", device,
+    argv = ["-s", scene, "-m", model_path, "--eval", "--config", config, "--blur", blur, "--device", device,
             "--seed", "0", "--test_iterations", str(ITERATIONS), "--save_iterations", str(ITERATIONS),
-            "--checkpoint_interval", "0", "--checkpoint_iterations", str(ITERATIONS // 2)
-            ] + as_arguments(cpu_scale_options(ITERATIONS))
+            "--checkpoint_interval", "0", "--checkpoint_iterations", str(ITERATIONS // 2)]
+    return argv + train.cpu_scale_arguments(argv, ITERATIONS)
 
 
 def held_out_psnr(model_path):

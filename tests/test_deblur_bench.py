@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+import train
 from bench import deblur
 
 
@@ -54,7 +55,7 @@ def test_sharp_scene_needs_the_sharp_photos(blurry_scene, tmp_path):
         deblur.sharp_scene(blurry_scene, str(tmp_path / "sharp"))
 
 
-@pytest.mark.parametrize("name", [deblur.VANILLA, deblur.DEBLURRING, deblur.SHARP])
+@pytest.mark.parametrize("name", [deblur.VANILLA, deblur.DEBLURRING, deblur.OFFICIAL, deblur.SHARP])
 def test_a_variant_cannot_take_a_method_name(name):
     with pytest.raises(deblur.BenchmarkError, match="expected NAME=FLAGS with a new name"):
         deblur.parse_variant(f"{name}=--lambda_p 0.03")
@@ -72,7 +73,7 @@ def bench_arguments(suite, out):
 
 def test_parallel_trainings_fill_the_table(tiny_suite, tmp_path):
     out = str(tmp_path / "bench")
-    deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2"])
+    deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-official"])
     with open(os.path.join(out, "deblur_bench.json")) as file:
         table = json.load(file)
     assert [row["method"] for row in table["rows"]] == [deblur.VANILLA, deblur.DEBLURRING]
@@ -85,19 +86,45 @@ def test_parallel_trainings_fill_the_table(tiny_suite, tmp_path):
 
     # --reuse trains nothing again: the processes' logs stay as they were.
     modified = {method: os.path.getmtime(log) for method, log in logs.items()}
-    deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--reuse"])
+    deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-official", "--reuse"])
     assert {method: os.path.getmtime(log) for method, log in logs.items()} == modified
 
 
 def test_a_failed_parallel_training_names_its_run_and_log(tiny_suite, tmp_path, capsys):
     out = str(tmp_path / "bench")
     with pytest.raises(SystemExit):
-        deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-vanilla",
+        deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-vanilla", "--no-official",
                                                          "--variant", "broken=--lambda_s -1"])
     error = capsys.readouterr().err
     log = os.path.join(out, "runs", "tiny_defocus", "broken.log")
     assert f"tiny_defocus / broken: train.py exited with status 2; see {log}" in error
     assert "lambda_s" in read(log)
+
+
+def test_the_rows_train_the_default_and_the_official_blur_models(tmp_path):
+    def options(method, blur, variants=(), iterations=3000, full=False):
+        flags = deblur.method_arguments(method, list(variants))
+        argv = deblur.training_arguments(str(tmp_path), blur, str(tmp_path / method), iterations, full, "cpu", 0,
+                                         None, flags)
+        return train.parse_args(argv)[0]
+
+    # At 3000 iterations the compressed official schedule puts the KNN augmentation at 375.
+    lens = options(deblur.DEBLURRING, "defocus")
+    assert (lens.blur_model, lens.lens_blur, lens.knn_iteration, lens.iterations) == ("camera", True, 0, 3000)
+    shake = options(deblur.DEBLURRING, "motion")
+    assert (shake.camera_shake, shake.min_contribution, shake.knn_iteration) == (True, 1.0, 375)
+    for blur in ("defocus", "motion"):
+        official = options(deblur.OFFICIAL, blur)
+        assert (official.blur, official.blur_model, official.lens_blur, official.camera_shake) == (
+            blur, "official", False, False)
+        assert (official.knn_iteration, official.min_contribution) == (375, 0.0)
+        vanilla = options(deblur.VANILLA, blur)
+        assert (vanilla.blur, vanilla.min_contribution) == ("none", 0.0)
+    variant = deblur.parse_variant("official_lens=--blur_model official --lens_blur")
+    official_lens = options("official_lens", "defocus", [variant])
+    assert (official_lens.lens_blur, official_lens.knn_iteration) == (True, 375)
+    full = options(deblur.DEBLURRING, "defocus", iterations=20_000, full=True)
+    assert (full.lens_blur, full.knn_iteration, full.iterations) == (True, 0, 20_000)
 
 
 def bench_row(method, psnr, render_ms_turns):

@@ -57,7 +57,7 @@ def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(tiny_defocus_scene
     """
     common = common_arguments(tiny_defocus_scene)
     deblurred = str(tmp_path / "deblurred")
-    train.main(common + ["-m", deblurred, "--initial_scale_factor", "1.05"])
+    train.main(common + ["-m", deblurred, "--blur_model", "official", "--initial_scale_factor", "1.05"])
     assert held_out_psnr(deblurred) > vanilla_psnr + MARGIN_DB
 
     # Each photo has its own aperture and focus distance: the learned enlargement differs from view to view.

@@ -329,8 +329,9 @@ def test_the_blur_toggle_shows_the_blurred_training_render_beside_the_sharp_one(
     scene = open_scene(blur_run)
     blur_model = scene.model.blur_model
     assert blur_model.mode == "defocus"
-    # A short run's blur model leaves the Gaussians as they are (its factors start clamped at 1): push every scale
-    # factor to the top of its range, so that the blurred half can be told from the sharp one.
+    # A short run's MLP leaves the Gaussians as they are (its factors start clamped at 1), and the default model's
+    # lens blurs them only a little: push every scale factor to the top of its range, so that the blurred half can be
+    # told from the sharp one.
     with torch.no_grad():
         blur_model.scale_head.bias.fill_(100.0)
     viewer = Viewer(scene, port=0)
