@@ -56,7 +56,7 @@ import train
 from blur.presets import OFFICIAL_ITERATIONS, as_arguments, cpu_scale_options
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
-from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER, SceneConfig, SyntheticSceneError
+from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER, SceneConfig
 from utils.atomic_file import atomic_write
 
 VANILLA, DEBLURRING, SHARP = "vanilla_3dgs", "deblurring_3dgs", "sharp_3dgs"

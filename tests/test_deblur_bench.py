@@ -233,8 +233,8 @@ def test_the_tables_give_each_methods_recovered_fraction_per_scene_and_family():
     document, text = deblur.report(rows, [ours, shake], {"scale": "cpu", "device": "cpu"})
     assert json.loads(json.dumps(document))["scenes"]["gallery_mixed"]["methods"][ours]["recovered_fraction"][
         "deblur_nerf"] == pytest.approx(0.5)
-    assert "| scene | blur | family | vanilla | deblurring_3dgs | recovered | shake | recovered | ceiling (sharp_3dgs) |" \
-        in text
+    assert ("| scene | blur | family | vanilla | deblurring_3dgs | recovered | shake | recovered | "
+            "ceiling (sharp_3dgs) |") in text
     assert "| gallery_motion_walk | motion | out-of-family: walk path | 24.00 | 25.00 | 0.25 | 24.50 | 0.12 | 28.00 |" \
         in text
     assert "| gallery_mixed | mixed | out-of-family: defocus and shake | 20.00 | 22.00 | 0.50 |  |  | 24.00 |" in text

@@ -193,6 +193,22 @@ def test_defocus_matches_the_thin_lens_circle_of_confusion(aperture, focus):
     np.testing.assert_allclose(rendered_profile(exposure), expected, atol=PROFILE_TOLERANCE)
 
 
+@pytest.mark.parametrize("amplitude_degrees", [0.0, 1.0])
+def test_mixed_blur_is_the_thin_lens_blur_along_the_shake_path(amplitude_degrees):
+    # Each sub-frame must see the whole lens: the edge profile is the disk's shadow averaged over the edge
+    # positions of the sub-frames. Tying sub-frame s % K to aperture stratum s would give each a strip of the lens.
+    aperture, focus = 0.3, 2.0
+    angles = np.radians(amplitude_degrees) * np.linspace(-1.0, 1.0, 16)
+    rotations, centres = apply_shake(np.eye(3), np.zeros(3), np.stack([0 * angles, angles, 0 * angles], axis=1),
+                                     np.zeros((16, 3)))
+    exposure = Exposure(rotations, centres, aperture_radius=aperture, focus_distance=focus)
+    radius = aperture * EDGE_CAMERA.fx * abs(1.0 / focus - 1.0 / EDGE_DEPTH)
+    edge_positions = EDGE_CAMERA.cx - EDGE_CAMERA.fx * np.tan(angles)
+    expected = pixel_averaged(lambda x: np.mean([disk_shadow_fraction(x - edge, radius) for edge in edge_positions],
+                                                axis=0))
+    np.testing.assert_allclose(rendered_profile(exposure), expected, atol=PROFILE_TOLERANCE)
+
+
 @pytest.mark.parametrize("amplitude_degrees", [0.0, 1.0, 2.0, 4.0])
 def test_motion_blur_matches_the_shake_path(amplitude_degrees):
     angles = np.radians(amplitude_degrees) * np.linspace(-1.0, 1.0, 16)
@@ -329,9 +345,10 @@ def test_departures_name_what_leaves_the_models_family():
 
 
 @pytest.mark.parametrize("fields, named", [
-    (dict(blur="motion", shake_path="spiral"), "shake_path"), (dict(blur="motion", recorded_pose="end"), "recorded_pose"),
-    (dict(blur="defocus", aperture_blades=4), "aperture_blades"), (dict(blur="defocus", aperture_blades=10),
-                                                                   "aperture_blades"),
+    (dict(blur="motion", shake_path="spiral"), "shake_path"),
+    (dict(blur="motion", recorded_pose="end"), "recorded_pose"),
+    (dict(blur="defocus", aperture_blades=4), "aperture_blades"),
+    (dict(blur="defocus", aperture_blades=10), "aperture_blades"),
     (dict(blur="defocus", spherical_aberration=1.5), "spherical_aberration"),
     (dict(blur="defocus", shake_path="walk"), "shake_path applies to motion or mixed"),
     (dict(blur="motion", aperture_blades=6), "aperture_blades applies to defocus or mixed"),
@@ -371,10 +388,10 @@ def test_new_shake_paths_are_deterministic_and_reach_the_peak(family):
 @pytest.mark.parametrize("family", ["cubic", "walk", "jerk"])
 def test_recorded_pose_is_where_the_option_puts_it(family):
     # Many sub-frames, so that the first lies 1/2048 of the exposure from its start and the middle two 1/2048
-    # either side of mid-exposure. Every family moves less than 5% of its peak excursion in that time: a walk
-    # travels its path length (1/2048 of it), which for any walk kept is under 20 times its largest excursion;
-    # a jerk only sways until its first jump at 10% of the exposure; a cubic's speed is bounded by its control
-    # points.
+    # either side of mid-exposure. Every family moves far less than 5% of its peak excursion in that time: a walk
+    # travels 1/2048 of its path length, and its largest excursion from mid-exposure is far above 1/100 of that
+    # length (over seeds 0 to 49 the first sub-frame lies within 0.8% of the peak from the start pose); a jerk
+    # only sways until its first jump at 10% of the exposure (0.02%); a cubic moves smoothly (0.4%).
     count = 1024
     mid = shake(7, family, "mid", count)
     for recorded_pose in ("mean", "start"):
