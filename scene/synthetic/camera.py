@@ -91,6 +91,9 @@ MIN_CUBIC_RESIDUAL = 0.08
 MAX_PATH_DRAWS = 100
 # The walk takes this many steps per exposure (Boracchi and Foi take a few hundred to 2000).
 WALK_STEPS = 512
+# Standard deviation of the heading's jitter per step (radians) at the highest anxiety: the heading then wanders
+# by about a radian over a fifth of the exposure.
+WALK_JITTER = 0.06
 # How long the camera takes to jump, as a fraction of the exposure: well under a sub-frame's share of it.
 JERK_DURATION = 0.02
 # The small slow sway of a jerking camera between its jumps, relative to its first jump.
@@ -105,8 +108,9 @@ def _cubic_path(rng):
 def _walk_path(rng):
     """A random walk with inertia, after Boracchi and Foi (2012): a point moving at constant speed (path length 1
     over the exposure) whose heading gets, at every step, a Gaussian jitter and a centripetal pull back towards
-    where it started, both scaled by an anxiety drawn per path, and now and then an impulsive big shake that turns
-    it about. A path turns several times per exposure, rarely along a single simple curve."""
+    where it started, both scaled by an anxiety drawn per path, and now and then (up to 3 times per exposure on
+    average) an impulsive big shake that turns it about. A path turns several times per exposure, rarely along a
+    single simple curve."""
     anxiety = rng.uniform(0.3, 1.0)
     centripetal = rng.uniform(0.0, 3.0)
     big_shake_probability = anxiety * rng.uniform(0.0, 3.0) / WALK_STEPS
@@ -114,7 +118,7 @@ def _walk_path(rng):
     heading /= np.linalg.norm(heading)
     positions = np.zeros((WALK_STEPS + 1, 3))
     for step in range(WALK_STEPS):
-        change = anxiety * (0.06 * rng.normal(size=3) - centripetal * positions[step])
+        change = anxiety * (WALK_JITTER * rng.normal(size=3) - centripetal * positions[step])
         if rng.random() < big_shake_probability:
             change += -2.0 * heading + 0.5 * rng.normal(size=3)
         heading = heading + change
