@@ -1,18 +1,24 @@
 """Vanilla 3DGS against Deblurring 3DGS on the synthetic benchmark suite, for defocus and camera-motion blur.
 
     python bench/deblur.py [--data data/bench] [--scenes gallery_defocus blocks_motion] [--blur defocus]
-                           [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--no-official] [--with-sharp]
-                           [--with-nerf] [--jobs N]
+                           [--family in|out] [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--no-official]
+                           [--no-sharp] [--with-nerf] [--jobs N]
 
-The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/. Each scene
-is trained with the synthetic_<blur> preset three times: "vanilla_3dgs" with --blur none (the same recipe without a
-blur model, the KNN augmentation and depth-scaled pruning), "deblurring_3dgs" with train.py's default blur model
-(--blur_model camera, what demo.py trains with) and "official_deblurring_3dgs" with the paper's (--blur_model
-official); each --variant adds a deblurring run with extra train.py flags, e.g. --variant "knn=--knn_iteration 375"
-or --variant "official_lens=--blur_model official --lens_blur".
---with-sharp adds "sharp_3dgs": the vanilla recipe trained on the sharp truth of the training photos, which the
-generator keeps in images_sharp/. Its gain over vanilla estimates the most that any blur model can recover at the
-same schedule, and so how far a target is within reach.
+The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/, whose blur
+comes from the blur models' own family (a cubic shake path recorded at mid-exposure, an ideal thin lens with a
+round aperture), and a few gallery scenes whose blur does not (a random-walk or jerking shake path, a pose recorded
+elsewhere on the path, a bladed or aberrated aperture, defocus and shake in one photo; see the scene's scene.json
+and scene.synthetic's OUT_OF_FAMILY_SCENES). --blur and --family pick scenes by blur type and by family. Each scene
+is trained with the synthetic_<blur> preset (synthetic_motion for mixed blur) three times: "vanilla_3dgs" with
+--blur none (the same recipe without a blur model, the KNN augmentation and depth-scaled pruning),
+"deblurring_3dgs" with train.py's default blur model (--blur_model camera, what demo.py trains with) and
+"official_deblurring_3dgs" with the paper's (--blur_model official); each --variant adds a deblurring run with
+extra train.py flags, e.g. --variant "knn=--knn_iteration 375" or --variant "official_lens=--blur_model official
+--lens_blur".
+"sharp_3dgs", trained unless --no-sharp, is the vanilla recipe trained on the sharp truth of the training photos,
+which the generator keeps in images_sharp/: the ceiling of deblurring at the same schedule. Each method's recovered
+fraction of a scene, (method - vanilla) / (ceiling - vanilla) in PSNR, is scale-free where absolute gains are not (a
+weak blur leaves little to recover); the tables give it per scene and its mean per blur type and family.
 
 CPU scale by default: the official schedule compressed to --iterations (train.cpu_scale_arguments; a blur model
 that skips the KNN augmentation still skips it). --full trains the paper's 20 000 iterations with the presets' own
@@ -20,9 +26,11 @@ settings, on the GPU when there is one. --jobs N trains up to N runs at once, ea
 a CPU, share the cores out with OMP_NUM_THREADS); the render speeds are measured once every training has ended.
 
 Every model is scored on the held-out sharp views under both metric protocols (see metrics.py) and its render
-speed measured as render.py --fps-only does. Writes OUT/deblur_bench.json (one row per scene and method) and
-OUT/deblur_bench.md (the table, and per blur type the mean gain of deblurring over vanilla against the targets:
-+2 dB PSNR on defocus, +3 dB on camera motion, equal FPS within noise; see summarise).
+speed measured as render.py --fps-only does. Writes OUT/deblur_bench.json (one row per scene and method, the
+per-scene table of recovered fractions and both summaries) and OUT/deblur_bench.md (the tables: per blur type the
+mean gain of deblurring over vanilla on the in-family scenes against the targets: +2 dB PSNR on defocus, +3 dB on
+camera motion, equal FPS within noise, see summarise; and per blur type and family the mean recovered fraction,
+see summarise_families).
 """
 
 import os
@@ -49,11 +57,18 @@ import train
 from blur.presets import OFFICIAL_ITERATIONS
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
-from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER
+from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER, SceneConfig
 from utils.atomic_file import atomic_write
 
 VANILLA, DEBLURRING, OFFICIAL, SHARP = "vanilla_3dgs", "deblurring_3dgs", "official_deblurring_3dgs", "sharp_3dgs"
 PSNR_TARGETS = {"defocus": 2.0, "motion": 3.0}
+# The training preset of a blur type, where it is not synthetic_<blur>.
+TRAINING_BLUR = {"mixed": "motion"}
+IN_FAMILY, OUT_OF_FAMILY = "in-family", "out-of-family"
+FAMILY_OPTIONS = {"in": IN_FAMILY, "out": OUT_OF_FAMILY}
+# Below this much headroom the ceiling is not told apart from vanilla (seeds move a PSNR by some hundredths of a
+# dB), so a recovered fraction would be noise divided by noise: it is left out.
+MIN_HEADROOM_DB = 0.1
 # Published NeRF baselines are slow on a CPU; these two bracket them (vanilla, and the deblurring pioneer).
 DEFAULT_NERF_METHODS = ("nerf", "deblurnerf")
 FPS_TURNS = 5
@@ -63,22 +78,34 @@ class BenchmarkError(ValueError):
     """A missing suite, an unknown scene name or an unusable option; the message says which."""
 
 
-def find_scenes(data, names, blur_types):
-    """(name, folder, blur) of the suite's scenes, filtered by folder name and blur type."""
+def scene_description(folder):
+    """The blur of a generated scene from its scene.json: {"blur", "family", "departures"}, where departures name
+    how the blur leaves the blur models' family (none for an in-family scene)."""
+    path = os.path.join(folder, "scene.json")
+    try:
+        with open(path) as file:
+            config = SceneConfig.from_dict(json.load(file).get("config"), path)
+    except (OSError, ValueError, AttributeError) as error:
+        raise BenchmarkError(f"{path}: not a scene description of scene.synthetic ({error})") from None
+    departures = config.departures()
+    return {"blur": config.blur, "family": OUT_OF_FAMILY if departures else IN_FAMILY, "departures": departures}
+
+
+def find_scenes(data, names, blur_types, families=(IN_FAMILY, OUT_OF_FAMILY)):
+    """(name, folder, description) of the suite's scenes (see scene_description), filtered by folder name, blur type
+    and family."""
     if not os.path.isdir(data):
         raise BenchmarkError(f"{data}: no benchmark suite here; generate it with "
                              f"`python -m scene.synthetic --suite bench --out {data}` (make bench-data)")
-    found = {}
-    for name in sorted(os.listdir(data)):
-        folder = os.path.join(data, name)
-        blur = name.rsplit("_", 1)[-1]
-        if blur in BLUR_TYPES and os.path.isfile(os.path.join(folder, "scene.json")):
-            found[name] = (folder, blur)
+    found = {name: os.path.join(data, name) for name in sorted(os.listdir(data))
+             if os.path.isfile(os.path.join(data, name, "scene.json"))}
     unknown = sorted(set(names or ()) - set(found))
     if unknown:
         raise BenchmarkError(f"{data}: no scene {', '.join(unknown)} (found: {', '.join(found) or 'none'})")
-    return [(name, folder, blur) for name, (folder, blur) in found.items()
-            if (not names or name in names) and blur in blur_types]
+    scenes = [(name, folder, scene_description(folder)) for name, folder in found.items()
+              if not names or name in names]
+    return [(name, folder, description) for name, folder, description in scenes
+            if description["blur"] in blur_types and description["family"] in families]
 
 
 def parse_variant(text):
@@ -102,8 +129,8 @@ def sharp_scene(scene_folder, out_folder):
     all by symbolic links; returns out_folder."""
     sharp_images = os.path.join(scene_folder, SHARP_IMAGES_FOLDER)
     if not os.path.isdir(sharp_images):
-        raise BenchmarkError(f"--with-sharp: {scene_folder} has no {SHARP_IMAGES_FOLDER}/ folder of sharp "
-                             f"training photos")
+        raise BenchmarkError(f"{SHARP}: {scene_folder} has no {SHARP_IMAGES_FOLDER}/ folder of sharp "
+                             f"training photos (--no-sharp skips the ceiling)")
     images = os.path.join(scene_folder, "images")
     links = {name: os.path.join(scene_folder, name) for name in os.listdir(scene_folder) if name != "images"}
     for name in os.listdir(images):
@@ -120,7 +147,8 @@ def sharp_scene(scene_folder, out_folder):
 
 def training_arguments(scene_folder, blur, model_path, iterations, full, device, seed, lpips_weights, method_flags):
     """train.py's options for one run: the benchmark's, the schedule, then the method's own flags."""
-    argv = ["-s", scene_folder, "-m", model_path, "--eval", "--config", f"synthetic_{blur}", "--device", device,
+    preset = f"synthetic_{TRAINING_BLUR.get(blur, blur)}"
+    argv = ["-s", scene_folder, "-m", model_path, "--eval", "--config", preset, "--device", device,
             "--seed", str(seed), "--test_iterations", str(iterations), "--save_iterations", str(iterations),
             "--checkpoint_interval", "0"]
     if lpips_weights:
@@ -218,15 +246,17 @@ def ratio_interval(ratios):
 
 
 def summarise(rows, targeted_methods):
-    """Per blur type: the mean PSNR gain of each method over vanilla 3DGS on the scenes both ran, under both
-    protocols, the mean FPS ratio, and for the targeted methods (the Gaussian deblurring runs, not the NeRF
-    baselines) whether the PSNR target and the speed target are met.
+    """Per blur type: the mean PSNR gain of each method over vanilla 3DGS on the in-family scenes both ran, under
+    both protocols, the mean FPS ratio, and for the targeted methods (the Gaussian deblurring runs, not the NeRF
+    baselines) whether the PSNR target and the speed target are met. The targets were set on blur from the
+    models' own family; summarise_families covers the scenes outside it.
 
     In each turn of the speed measurement the models rendered one after the other, so a turn's FPS ratio sees the
     same machine load on both sides. fps_ratio_interval is the geometric mean of those ratios over all turns and
     scenes within two standard errors. The speed target (equal FPS within noise) is met when that interval reaches
     1: the deblurred models are not measurably slower."""
     summary = {}
+    rows = [row for row in rows if row["family"] == IN_FAMILY]
     by_key = {(row["scene"], row["method"]): row for row in rows}
     for blur in BLUR_TYPES:
         scenes = sorted({row["scene"] for row in rows if row["blur"] == blur and row["method"] == VANILLA})
@@ -244,7 +274,7 @@ def summarise(rows, targeted_methods):
             turn_ratios = [vanilla_ms / ours_ms for vanilla, ours in paired
                            for vanilla_ms, ours_ms in zip(vanilla["render_ms_turns"], ours.get("render_ms_turns", []))]
             interval = ratio_interval(turn_ratios) if turn_ratios else None
-            target = PSNR_TARGETS[blur] if method in targeted_methods else None
+            target = PSNR_TARGETS.get(blur) if method in targeted_methods else None
             summary[f"{blur}/{method}"] = {
                 "scenes": [vanilla["scene"] for vanilla, _ in paired],
                 "psnr_gain": gains,
@@ -257,11 +287,87 @@ def summarise(rows, targeted_methods):
     return summary
 
 
+def recovered_fraction(method_psnr, vanilla_psnr, ceiling_psnr):
+    """(method - vanilla) / (ceiling - vanilla), or None when the ceiling is within MIN_HEADROOM_DB of vanilla."""
+    headroom = ceiling_psnr - vanilla_psnr
+    return (method_psnr - vanilla_psnr) / headroom if headroom >= MIN_HEADROOM_DB else None
+
+
+def scene_table(rows):
+    """Per scene (in the order of rows): its blur, family and departures, the PSNR of vanilla, of the ceiling and
+    of each other method under both protocols, and each method's recovered fraction (None without a vanilla and a
+    ceiling row, or without headroom between them)."""
+    table = {}
+    for row in rows:
+        entry = table.setdefault(row["scene"], {"blur": row["blur"], "family": row["family"],
+                                                "departures": row["departures"], "vanilla": None, "ceiling": None,
+                                                "methods": {}})
+        psnr = {protocol: row["metrics"][protocol]["psnr"] for protocol in metrics.PROTOCOLS}
+        if row["method"] == VANILLA:
+            entry["vanilla"] = psnr
+        elif row["method"] == SHARP:
+            entry["ceiling"] = psnr
+        else:
+            entry["methods"][row["method"]] = {"psnr": psnr}
+    for entry in table.values():
+        for method in entry["methods"].values():
+            method["recovered_fraction"] = {
+                protocol: None if entry["vanilla"] is None or entry["ceiling"] is None else recovered_fraction(
+                    method["psnr"][protocol], entry["vanilla"][protocol], entry["ceiling"][protocol])
+                for protocol in metrics.PROTOCOLS}
+    return table
+
+
+def summarise_families(table):
+    """Per blur type and family ("<blur>/<family>/<method>") and per family over every blur type
+    ("all/<family>/<method>"): the scenes where the method has a recovered fraction, and its mean there under both
+    protocols, with the mean PSNR gain over vanilla on the same scenes."""
+    groups = {}
+    for scene, entry in table.items():
+        for method, result in entry["methods"].items():
+            if result["recovered_fraction"]["deblur_nerf"] is None:
+                continue
+            for blur in (entry["blur"], "all"):
+                groups.setdefault(f"{blur}/{entry['family']}/{method}", []).append((scene, entry, result))
+    summary = {}
+    for key in sorted(groups, key=lambda key: (key.startswith("all/"), key)):
+        members = groups[key]
+        summary[key] = {
+            "scenes": [scene for scene, _, _ in members],
+            "recovered_fraction": {protocol: float(np.mean([result["recovered_fraction"][protocol]
+                                                            for _, _, result in members]))
+                                   for protocol in metrics.PROTOCOLS},
+            "psnr_gain": {protocol: float(np.mean([result["psnr"][protocol] - entry["vanilla"][protocol]
+                                                   for _, entry, result in members]))
+                          for protocol in metrics.PROTOCOLS},
+        }
+    return summary
+
+
 def score(value, digits):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(rows, summary, settings):
+def scene_markdown(table):
+    """The per-scene table: Deblur-NeRF-protocol PSNR of vanilla, each method with its recovered fraction, and the
+    ceiling."""
+    methods = list(dict.fromkeys(method for entry in table.values() for method in entry["methods"]))
+    lines = ["| scene | blur | family | vanilla | " + " | ".join(f"{method} | recovered" for method in methods)
+             + f" | ceiling ({SHARP}) |",
+             "|---|---|---|---|" + "---|---|" * len(methods) + "---|"]
+    for scene, entry in table.items():
+        family = entry["family"] + (f": {', '.join(entry['departures'])}" if entry["departures"] else "")
+        cells = [scene, entry["blur"], family, score((entry["vanilla"] or {}).get("deblur_nerf"), 2)]
+        for method in methods:
+            result = entry["methods"].get(method)
+            cells += ["", ""] if result is None else [score(result["psnr"]["deblur_nerf"], 2),
+                                                      score(result["recovered_fraction"]["deblur_nerf"], 2)]
+        cells.append(score((entry["ceiling"] or {}).get("deblur_nerf"), 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(rows, summary, settings, table=None, family_summary=None):
     lines = [f"# Deblurring benchmark ({settings['scale']}, {settings['device']})", "",
              "PSNR/SSIM on held-out sharp views. DN: Deblur-NeRF protocol (mean per-channel PSNR, scikit-image SSIM); "
              "3DGS: 3DGS protocol (global PSNR, 11x11 Gaussian SSIM). LPIPS: AlexNet, when weights were given.", ""]
@@ -291,7 +397,28 @@ def markdown(rows, summary, settings):
         lines.append(f"| {key} | {len(entry['scenes'])} | {entry['psnr_gain']['deblur_nerf']:+.2f} dB | "
                      f"{entry['psnr_gain']['3dgs']:+.2f} dB | {target} | {met} | {entry['fps_ratio']:.3g} | "
                      f"{interval} | {speed_met} |")
+    if table:
+        lines += ["", "Per scene, PSNR DN; recovered: (method - vanilla) / (ceiling - vanilla), n/a without a "
+                      f"ceiling or with less than {MIN_HEADROOM_DB} dB between it and vanilla. In-family: blur of "
+                      "the kind the blur models assume; out-of-family: the ways the scene's blur departs from it.", ""]
+        lines += scene_markdown(table)
+    if family_summary:
+        lines += ["", "| blur / family / method | scenes | recovered DN | recovered 3DGS | PSNR gain DN |",
+                  "|---|---|---|---|---|"]
+        for key, entry in family_summary.items():
+            lines.append(f"| {key} | {len(entry['scenes'])} | {entry['recovered_fraction']['deblur_nerf']:.2f} | "
+                         f"{entry['recovered_fraction']['3dgs']:.2f} | {entry['psnr_gain']['deblur_nerf']:+.2f} dB |")
     return "\n".join(lines) + "\n"
+
+
+def report(rows, targeted_methods, settings):
+    """The JSON document and the markdown of the benchmark's rows."""
+    summary = summarise(rows, targeted_methods)
+    table = scene_table(rows)
+    family_summary = summarise_families(table)
+    document = {"settings": settings, "rows": rows, "scenes": table, "summary": summary,
+                "family_summary": family_summary}
+    return document, markdown(rows, summary, settings, table, family_summary)
 
 
 def write_atomically(path, text):
@@ -304,6 +431,9 @@ def main(argv=None):
     parser.add_argument("--data", default=os.path.join("data", "bench"), help="folder of the benchmark suite")
     parser.add_argument("--scenes", nargs="+", default=None, help="scene folder names (default: all)")
     parser.add_argument("--blur", nargs="+", choices=BLUR_TYPES, default=list(BLUR_TYPES), help="blur types to run")
+    parser.add_argument("--family", nargs="+", choices=sorted(FAMILY_OPTIONS), default=sorted(FAMILY_OPTIONS),
+                        help="in: scenes whose blur is of the kind the blur models assume; out: scenes whose blur "
+                             "departs from it (default: both)")
     parser.add_argument("--iterations", type=int, default=None,
                         help="training iterations (default: 3000 at CPU scale, 20000 with --full)")
     parser.add_argument("--full", action="store_true", help="the paper's schedule (GPU recommended)")
@@ -318,8 +448,9 @@ def main(argv=None):
                         help="timed frames per model of the render-speed measurement, in turns between the models")
     parser.add_argument("--lpips_weights", nargs="+", default=None, metavar="FILE",
                         help="local LPIPS AlexNet weights (see train.py)")
-    parser.add_argument("--with-sharp", action="store_true",
-                        help="also train vanilla on the sharp training photos (the ceiling of deblurring)")
+    parser.add_argument("--no-sharp", dest="with_sharp", action="store_false",
+                        help="skip the ceiling: vanilla trained on the sharp training photos, which the recovered "
+                             "fractions need")
     parser.add_argument("--with-nerf", action="store_true", help="also run the NeRF baselines (baselines/nerf)")
     parser.add_argument("--nerf-methods", nargs="+", default=list(DEFAULT_NERF_METHODS))
     parser.add_argument("--nerf-iterations", type=int, default=None, help="default: the NeRF benchmark's own")
@@ -335,14 +466,14 @@ def main(argv=None):
         parser.error("--device cuda: no CUDA device is available")
     try:
         variants = [parse_variant(text) for text in args.variant]
-        scenes = find_scenes(args.data, args.scenes, args.blur)
+        scenes = find_scenes(args.data, args.scenes, args.blur, [FAMILY_OPTIONS[name] for name in args.family])
         # Made before any training, so that a scene without sharp photos stops the benchmark at once.
         sharp_sources = {name: sharp_scene(folder, os.path.join(args.out, "sharp_scenes", name))
                          for name, folder, _ in scenes} if args.with_sharp else {}
     except BenchmarkError as error:
         parser.error(str(error))
     if not scenes:
-        parser.error(f"{args.data}: no scene matches --scenes/--blur")
+        parser.error(f"{args.data}: no scene matches --scenes/--blur/--family")
 
     methods = (([VANILLA] if args.vanilla else []) + [DEBLURRING] + ([OFFICIAL] if args.official else [])
                + [name for name, _ in variants])
@@ -353,13 +484,14 @@ def main(argv=None):
     json_path = os.path.join(args.out, "deblur_bench.json")
     markdown_path = os.path.join(args.out, "deblur_bench.md")
     scene_runs = {}
-    for scene_name, folder, blur in scenes:
+    for scene_name, folder, description in scenes:
         scene_runs[scene_name] = []
         for method in methods + reference_methods:
             model_path = os.path.join(args.out, "runs", scene_name, method)
             source = sharp_sources[scene_name] if method == SHARP else folder
-            argv_train = training_arguments(source, blur, model_path, iterations, args.full, args.device, args.seed,
-                                            args.lpips_weights, method_arguments(method, variants))
+            argv_train = training_arguments(source, description["blur"], model_path, iterations, args.full,
+                                            args.device, args.seed, args.lpips_weights,
+                                            method_arguments(method, variants))
             scene_runs[scene_name].append((method, model_path, argv_train))
     if args.jobs > 1:
         try:
@@ -369,25 +501,26 @@ def main(argv=None):
                               args.jobs)
         except BenchmarkError as error:
             parser.error(str(error))
-    for scene_name, folder, blur in scenes:
+    for scene_name, folder, description in scenes:
+        blur = description["blur"]
         scene_rows = [train_row(scene_name, blur, method, argv_train, iterations, model_path,
                                 reuse=args.reuse or args.jobs > 1)
                       for method, model_path, argv_train in scene_runs[scene_name]]
         scene_argvs = [argv_train for _, _, argv_train in scene_runs[scene_name]]
         measure_render_speeds(scene_rows, scene_argvs, iterations, args.fps_frames)
-        rows += scene_rows
         if args.with_nerf:
             try:
-                rows += nerf_rows(folder, blur, args.nerf_methods, args.nerf_iterations, args.device,
-                                  os.path.join(args.out, "nerf"))
+                scene_rows += nerf_rows(folder, blur, args.nerf_methods, args.nerf_iterations, args.device,
+                                        os.path.join(args.out, "nerf"))
             except BenchmarkError as error:
                 parser.error(str(error))
-        summary = summarise(rows, methods)
+        rows += [dict(row, family=description["family"], departures=description["departures"]) for row in scene_rows]
+        document, table_markdown = report(rows, methods, settings)
         # Rewritten after every scene: an interrupted benchmark keeps what it measured.
-        write_atomically(json_path, json.dumps({"settings": settings, "rows": rows, "summary": summary}, indent=2))
-        write_atomically(markdown_path, markdown(rows, summary, settings))
+        write_atomically(json_path, json.dumps(document, indent=2))
+        write_atomically(markdown_path, table_markdown)
     print()
-    print(markdown(rows, summarise(rows, methods), settings))
+    print(table_markdown)
     print(f"Written {markdown_path} and {json_path}")
 
 

@@ -1,5 +1,6 @@
-"""The deblurring benchmark: its sharp-photo ceiling (the scene it trains on, the names it reserves), its
-parallel trainings and its verdicts on the targets."""
+"""The deblurring benchmark: its sharp-photo ceiling (the scene it trains on, the names it reserves), its choice
+of scenes by blur type and family, its parallel trainings, its verdicts on the targets and its table of recovered
+fractions."""
 
 import json
 import math
@@ -10,6 +11,7 @@ import pytest
 
 import train
 from bench import deblur
+from scene.synthetic import SceneConfig
 
 
 def write(path, text):
@@ -68,7 +70,7 @@ def tiny_suite(tiny_defocus_scene):
 
 def bench_arguments(suite, out):
     return ["--data", suite, "--blur", "defocus", "--iterations", "20", "--fps-frames", "5", "--device", "cpu",
-            "--out", out]
+            "--out", out, "--no-sharp"]
 
 
 def test_parallel_trainings_fill_the_table(tiny_suite, tmp_path):
@@ -130,7 +132,8 @@ def test_the_rows_train_the_default_and_the_official_blur_models(tmp_path):
 def bench_row(method, psnr, render_ms_turns):
     scores = {"psnr": psnr, "ssim": 0.9, "lpips": None}
     row = {"scene": "blocks_motion", "blur": "motion", "method": method, "iterations": 3000, "train_seconds": 60.0,
-           "num_gaussians": 1000, "render_resolution": "400x300", "metrics": {"deblur_nerf": scores, "3dgs": scores}}
+           "num_gaussians": 1000, "render_resolution": "400x300", "metrics": {"deblur_nerf": scores, "3dgs": scores},
+           "family": deblur.IN_FAMILY, "departures": []}
     if render_ms_turns is None:
         return dict(row, render_fps=5.0)
     return dict(row, render_fps=1000.0 / sorted(render_ms_turns)[1], render_ms_turns=render_ms_turns)
@@ -159,3 +162,108 @@ def test_the_speed_verdict_compares_the_models_turn_by_turn():
     table = deblur.markdown(rows, summary, {"scale": "cpu", "device": "cpu"})
     assert "| motion/deblurring_3dgs | 1 | +3.50 dB | +3.50 dB | +3 dB | yes | " in table
     assert "| 0.909–0.909 | no |" in table
+
+
+def write_scene(suite, name, with_sharp=True, **fields):
+    """A scene folder of the suite whose scene.json holds the config of these fields (the rest: defaults)."""
+    write(os.path.join(suite, name, "scene.json"), json.dumps({"config": SceneConfig(**fields).as_dict()}))
+    if with_sharp:
+        write(os.path.join(suite, name, "images_sharp", "001.png"), "training view, sharp")
+
+
+def test_scenes_are_picked_by_blur_type_and_family(tmp_path):
+    suite = str(tmp_path / "suite")
+    write_scene(suite, "gallery_defocus", blur="defocus")
+    write_scene(suite, "gallery_motion", blur="motion")
+    write_scene(suite, "gallery_motion_walk", blur="motion", shake_path="walk", recorded_pose="mean")
+    write_scene(suite, "gallery_defocus_blades", blur="defocus", aperture_blades=6)
+    write_scene(suite, "gallery_mixed", blur="mixed")
+    os.makedirs(os.path.join(suite, "notes"))
+
+    def names(blur_types, families=(deblur.IN_FAMILY, deblur.OUT_OF_FAMILY), scenes=None):
+        return [name for name, _, _ in deblur.find_scenes(suite, scenes, blur_types, families)]
+
+    assert names(["motion"]) == ["gallery_motion", "gallery_motion_walk"]
+    assert names(["defocus", "motion", "mixed"], [deblur.OUT_OF_FAMILY]) == [
+        "gallery_defocus_blades", "gallery_mixed", "gallery_motion_walk"]
+    assert names(["defocus", "motion", "mixed"], [deblur.IN_FAMILY]) == ["gallery_defocus", "gallery_motion"]
+    assert names(["mixed"], scenes=["gallery_mixed", "gallery_motion"]) == ["gallery_mixed"]
+    _, _, walk = deblur.find_scenes(suite, ["gallery_motion_walk"], ["motion"])[0]
+    assert walk == {"blur": "motion", "family": deblur.OUT_OF_FAMILY, "departures": ["walk path", "mean pose"]}
+    # Mixed blur trains with the motion preset, whose copies of the scene can also change the Gaussians' shapes.
+    argv = deblur.training_arguments("scene", "mixed", "model", 100, False, "cpu", 0, None, [])
+    assert argv[argv.index("--config") + 1] == "synthetic_motion"
+
+    write(os.path.join(suite, "broken", "scene.json"), json.dumps({"config": {"blur": "zoom"}}))
+    with pytest.raises(deblur.BenchmarkError, match=r"broken.scene\.json: .*zoom"):
+        deblur.find_scenes(suite, None, ["motion"])
+
+
+def test_the_ceiling_is_trained_unless_skipped(tmp_path, capsys):
+    suite = str(tmp_path / "suite")
+    write_scene(suite, "gallery_motion", with_sharp=False, blur="motion")
+    # The ceiling's scene is made before any training, so a scene without sharp photos stops the benchmark at once.
+    with pytest.raises(SystemExit):
+        deblur.main(["--data", suite, "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert "gallery_motion has no images_sharp/ folder" in capsys.readouterr().err
+
+
+def scene_rows(scene, blur, departures, psnrs):
+    """Fabricated result rows of a scene, one per method, from {method: PSNR} (the same under both protocols)."""
+    rows = []
+    for method, psnr in psnrs.items():
+        row = bench_row(method, psnr, [10.0, 10.0, 10.0])
+        rows.append(dict(row, scene=scene, blur=blur, family=deblur.OUT_OF_FAMILY if departures else deblur.IN_FAMILY,
+                         departures=departures))
+    return rows
+
+
+def test_the_tables_give_each_methods_recovered_fraction_per_scene_and_family():
+    shake, vanilla, ours, ceiling = "shake", deblur.VANILLA, deblur.DEBLURRING, deblur.SHARP
+    rows = (scene_rows("gallery_motion", "motion", [], {vanilla: 24.0, ours: 27.0, shake: 28.0, ceiling: 29.0})
+            + scene_rows("blocks_motion", "motion", [], {vanilla: 25.0, ours: 26.0, shake: 28.0, ceiling: 29.0})
+            + scene_rows("gallery_motion_walk", "motion", ["walk path"],
+                         {vanilla: 24.0, ours: 25.0, shake: 24.5, ceiling: 28.0})
+            # No headroom: the ceiling is within MIN_HEADROOM_DB of vanilla, so no fraction is made up.
+            + scene_rows("gallery_motion_jerk", "motion", ["jerk path", "mean pose"],
+                         {vanilla: 24.0, ours: 24.5, shake: 24.0, ceiling: 24.05})
+            + scene_rows("gallery_mixed", "mixed", ["defocus and shake"], {vanilla: 20.0, ours: 22.0, ceiling: 24.0})
+            + scene_rows("gallery_defocus", "defocus", [], {vanilla: 21.0, ours: 21.5}))  # --no-sharp: no ceiling
+    table = deblur.scene_table(rows)
+    assert list(table) == ["gallery_motion", "blocks_motion", "gallery_motion_walk", "gallery_motion_jerk",
+                           "gallery_mixed", "gallery_defocus"]
+    walk = table["gallery_motion_walk"]
+    assert walk["vanilla"]["deblur_nerf"] == 24.0 and walk["ceiling"]["3dgs"] == 28.0
+    assert walk["methods"][ours]["recovered_fraction"]["deblur_nerf"] == pytest.approx(0.25)
+    assert walk["methods"][shake]["recovered_fraction"]["3dgs"] == pytest.approx(0.125)
+    assert table["gallery_motion_jerk"]["methods"][ours]["recovered_fraction"]["deblur_nerf"] is None
+    assert table["gallery_defocus"]["methods"][ours]["recovered_fraction"]["deblur_nerf"] is None
+
+    families = deblur.summarise_families(table)
+    assert list(families) == ["mixed/out-of-family/deblurring_3dgs", "motion/in-family/deblurring_3dgs",
+                              "motion/in-family/shake", "motion/out-of-family/deblurring_3dgs",
+                              "motion/out-of-family/shake", "all/in-family/deblurring_3dgs", "all/in-family/shake",
+                              "all/out-of-family/deblurring_3dgs", "all/out-of-family/shake"]
+    in_family = families["motion/in-family/deblurring_3dgs"]
+    assert in_family["scenes"] == ["gallery_motion", "blocks_motion"]
+    assert in_family["recovered_fraction"]["deblur_nerf"] == pytest.approx((3 / 5 + 1 / 4) / 2)
+    assert in_family["psnr_gain"]["3dgs"] == pytest.approx(2.0)
+    assert families["motion/out-of-family/shake"]["scenes"] == ["gallery_motion_walk"]
+    assert families["all/out-of-family/deblurring_3dgs"]["recovered_fraction"]["3dgs"] == pytest.approx(
+        (0.25 + 0.5) / 2)
+
+    # The targets stay a verdict on the scenes of the models' own family.
+    summary = deblur.summarise(rows, [ours, shake])
+    assert summary["motion/deblurring_3dgs"]["scenes"] == ["blocks_motion", "gallery_motion"]
+    assert not any(key.startswith("mixed/") for key in summary)
+
+    document, text = deblur.report(rows, [ours, shake], {"scale": "cpu", "device": "cpu"})
+    assert json.loads(json.dumps(document))["scenes"]["gallery_mixed"]["methods"][ours]["recovered_fraction"][
+        "deblur_nerf"] == pytest.approx(0.5)
+    assert ("| scene | blur | family | vanilla | deblurring_3dgs | recovered | shake | recovered | "
+            "ceiling (sharp_3dgs) |") in text
+    assert "| gallery_motion_walk | motion | out-of-family: walk path | 24.00 | 25.00 | 0.25 | 24.50 | 0.12 | 28.00 |" \
+        in text
+    assert "| gallery_mixed | mixed | out-of-family: defocus and shake | 20.00 | 22.00 | 0.50 |  |  | 24.00 |" in text
+    assert "| gallery_defocus | defocus | in-family | 21.00 | 21.50 | n/a |  |  | n/a |" in text
+    assert "| motion/in-family/deblurring_3dgs | 2 | 0.42 | 0.42 | +2.00 dB |" in text

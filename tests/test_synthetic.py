@@ -1,6 +1,7 @@
 """Tests of the synthetic blur scene generator (scene/synthetic): determinism, the Deblur-NeRF layout, and the
 optics of its defocus and camera-motion blur."""
 
+import hashlib
 import json
 import math
 
@@ -10,10 +11,11 @@ import pytest
 
 from scene.colmap_model import qvec_to_rotmat, read_model
 from scene.llff import load_poses_bounds
-from scene.synthetic import (BLUR_TYPES, LAYOUTS, PRESETS, SceneConfig, SyntheticSceneError, generate_scene,
-                             generate_suite, preset_config, view_name)
+from scene.synthetic import (LAYOUTS, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, SceneConfig,
+                             SyntheticSceneError, generate_scene, generate_suite, preset_config, view_name)
 from scene.synthetic.__main__ import main
-from scene.synthetic.camera import PinholeIntrinsics, apply_shake, shake_trajectory
+from scene.synthetic.camera import (MIN_CUBIC_RESIDUAL, PinholeIntrinsics, aperture_points, apply_shake,
+                                    cubic_fit_residual, shake_trajectory)
 from scene.synthetic.generator import draw_exposure
 from scene.synthetic.imaging import mean_gradient_magnitude
 from scene.synthetic.primitives import Rectangle
@@ -122,11 +124,15 @@ def test_written_training_views_are_measurably_blurred(motion_scene):
 def test_suite_generates_every_layout_with_every_blur_once(tmp_path, monkeypatch):
     monkeypatch.setitem(PRESETS, "small", dict(SMALL, num_views=3))
     generate_suite(tmp_path, preset="small", log=quiet)
-    expected = sorted(f"{layout}_{blur}" for layout in LAYOUTS for blur in BLUR_TYPES)
-    assert len(expected) >= 8
+    in_family = sorted(f"{layout}_{blur}" for layout in LAYOUTS for blur in SUITE_BLUR_TYPES)
+    expected = sorted(in_family + list(OUT_OF_FAMILY_SCENES))
+    assert len(in_family) >= 8
     assert sorted(path.name for path in tmp_path.iterdir()) == expected
-    layouts = {json.loads((tmp_path / name / "scene.json").read_text())["config"]["layout"] for name in expected}
+    layouts = {json.loads((tmp_path / name / "scene.json").read_text())["config"]["layout"] for name in in_family}
     assert layouts == set(LAYOUTS)
+    for name, fields in OUT_OF_FAMILY_SCENES.items():
+        config = SceneConfig.from_dict(json.loads((tmp_path / name / "scene.json").read_text())["config"])
+        assert config == preset_config("small", **fields) and config.departures()
     messages = []
     generate_suite(tmp_path, preset="small", log=messages.append)
     assert len(messages) == len(expected) and all(message.endswith("is up to date") for message in messages)
@@ -184,6 +190,22 @@ def test_defocus_matches_the_thin_lens_circle_of_confusion(aperture, focus):
     # pixels, so the edge is smeared by the disk's horizontal extent scaled to that radius.
     radius = aperture * EDGE_CAMERA.fx * abs(1.0 / focus - 1.0 / EDGE_DEPTH)
     expected = pixel_averaged(lambda x: disk_shadow_fraction(x - EDGE_CAMERA.cx, radius))
+    np.testing.assert_allclose(rendered_profile(exposure), expected, atol=PROFILE_TOLERANCE)
+
+
+@pytest.mark.parametrize("amplitude_degrees", [0.0, 1.0])
+def test_mixed_blur_is_the_thin_lens_blur_along_the_shake_path(amplitude_degrees):
+    # Each sub-frame must see the whole lens: the edge profile is the disk's shadow averaged over the edge
+    # positions of the sub-frames. Tying sub-frame s % K to aperture stratum s would give each a strip of the lens.
+    aperture, focus = 0.3, 2.0
+    angles = np.radians(amplitude_degrees) * np.linspace(-1.0, 1.0, 16)
+    rotations, centres = apply_shake(np.eye(3), np.zeros(3), np.stack([0 * angles, angles, 0 * angles], axis=1),
+                                     np.zeros((16, 3)))
+    exposure = Exposure(rotations, centres, aperture_radius=aperture, focus_distance=focus)
+    radius = aperture * EDGE_CAMERA.fx * abs(1.0 / focus - 1.0 / EDGE_DEPTH)
+    edge_positions = EDGE_CAMERA.cx - EDGE_CAMERA.fx * np.tan(angles)
+    expected = pixel_averaged(lambda x: np.mean([disk_shadow_fraction(x - edge, radius) for edge in edge_positions],
+                                                axis=0))
     np.testing.assert_allclose(rendered_profile(exposure), expected, atol=PROFILE_TOLERANCE)
 
 
@@ -290,3 +312,220 @@ def test_too_weak_blur_fails_loudly_naming_the_view(tmp_path):
     with pytest.raises(SyntheticSceneError, match="001.png"):
         generate_scene(config, tmp_path / "scene", log=quiet)
     assert not (tmp_path / "scene").exists()
+
+
+# sha256 of every file of two small scenes, made before the shake-path, recorded-pose and aperture options existed:
+# with those options at their defaults, scenes stay byte for byte what they were.
+PINNED_SCENES = {
+    "motion": (dict(layout="blocks", seed=3), "17ace35727d1c58edfe6cd55e55eff16aa5f0678be836552cfc0d1cdc45ccce5"),
+    "defocus": (dict(layout="gallery", seed=0), "c1ccbce073958e463550366b8b47e40263441b0097b78db9a737eecefc957ba5"),
+}
+
+
+@pytest.mark.parametrize("blur", sorted(PINNED_SCENES))
+def test_default_options_leave_scenes_byte_identical(blur, tmp_path):
+    fields, expected = PINNED_SCENES[blur]
+    generate_scene(small_config(blur, num_views=4, **fields), tmp_path / "scene", log=quiet)
+    digest = hashlib.sha256()
+    for name, contents in files_in(tmp_path / "scene").items():
+        digest.update(name.encode())
+        digest.update(contents)
+    assert digest.hexdigest() == expected
+
+
+def test_departures_name_what_leaves_the_models_family():
+    assert small_config("motion").departures() == [] and small_config("defocus").departures() == []
+    assert small_config("motion", shake_path="walk", recorded_pose="mean").departures() == ["walk path", "mean pose"]
+    assert small_config("defocus", aperture_blades=6, spherical_aberration=0.5).departures() == [
+        "6 blades", "spherical aberration"]
+    assert small_config("mixed").departures() == ["defocus and shake"]
+    config = small_config("motion", shake_path="jerk")
+    assert "shake_path" in config.as_dict() and "aperture_blades" not in config.as_dict()
+    assert SceneConfig.from_dict(config.as_dict()) == config
+
+
+@pytest.mark.parametrize("fields, named", [
+    (dict(blur="motion", shake_path="spiral"), "shake_path"),
+    (dict(blur="motion", recorded_pose="end"), "recorded_pose"),
+    (dict(blur="defocus", aperture_blades=4), "aperture_blades"),
+    (dict(blur="defocus", aperture_blades=10), "aperture_blades"),
+    (dict(blur="defocus", spherical_aberration=1.5), "spherical_aberration"),
+    (dict(blur="defocus", shake_path="walk"), "shake_path applies to motion or mixed"),
+    (dict(blur="motion", aperture_blades=6), "aperture_blades applies to defocus or mixed"),
+    (dict(blur="motion", shake_path="jerk", num_subframes=4, samples_per_pixel=32), "num_subframes must be at least 8"),
+    (dict(blur="mixed", samples_per_pixel=24), "num_subframes")])
+def test_bad_blur_options_are_named(fields, named):
+    with pytest.raises(SyntheticSceneError, match=named):
+        preset_config("tiny", **fields)
+
+
+def test_command_line_passes_the_blur_options(tmp_path, capsys):
+    assert main(["--blur", "defocus", "--aperture-blades", "3", "--out", str(tmp_path / "scene")]) == 2
+    assert "aperture_blades" in capsys.readouterr().err
+    assert main(["--blur", "defocus", "--recorded-pose", "mean", "--out", str(tmp_path / "scene")]) == 2
+    assert "recorded_pose applies to motion or mixed" in capsys.readouterr().err
+
+
+SHAKE_SAMPLES = 16
+ROTATION_AMPLITUDE, TRANSLATION_AMPLITUDE = math.radians(2.0), 0.05
+
+
+def shake(seed, family, recorded_pose="mid", num_subframes=SHAKE_SAMPLES):
+    return shake_trajectory(np.random.default_rng(seed), num_subframes, ROTATION_AMPLITUDE, TRANSLATION_AMPLITUDE,
+                            family, recorded_pose)
+
+
+@pytest.mark.parametrize("family", ["walk", "jerk"])
+def test_new_shake_paths_are_deterministic_and_reach_the_peak(family):
+    first, again, other = shake(5, family), shake(5, family), shake(6, family)
+    for path, path_again, path_other, amplitude in zip(first, again, other,
+                                                       (ROTATION_AMPLITUDE, TRANSLATION_AMPLITUDE)):
+        np.testing.assert_array_equal(path, path_again)
+        assert not np.allclose(path, path_other)
+        assert np.linalg.norm(path, axis=1).max() == pytest.approx(amplitude, rel=1e-12)
+
+
+@pytest.mark.parametrize("family", ["cubic", "walk", "jerk"])
+def test_recorded_pose_is_where_the_option_puts_it(family):
+    # Many sub-frames, so that the first lies 1/2048 of the exposure from its start and the middle two 1/2048
+    # either side of mid-exposure. Every family moves far less than 5% of its peak excursion in that time: a walk
+    # travels 1/2048 of its path length, and its largest excursion from mid-exposure is far above 1/100 of that
+    # length (over seeds 0 to 49 the first sub-frame lies within 0.8% of the peak from the start pose); a jerk
+    # only sways until its first jump at 10% of the exposure (0.02%); a cubic moves smoothly (0.4%).
+    count = 1024
+    mid = shake(7, family, "mid", count)
+    for recorded_pose in ("mean", "start"):
+        moved = shake(7, family, recorded_pose, count)
+        for path, path_from_mid, amplitude in zip(moved, mid, (ROTATION_AMPLITUDE, TRANSLATION_AMPLITUDE)):
+            # The same path, only measured from another pose: the peak excursion from mid-exposure is unchanged.
+            offset = path_from_mid - path
+            np.testing.assert_allclose(offset, np.broadcast_to(offset[0], offset.shape), atol=1e-15)
+            assert np.linalg.norm(path_from_mid, axis=1).max() == pytest.approx(amplitude, rel=1e-12)
+            if recorded_pose == "mean":
+                np.testing.assert_allclose(path.mean(axis=0), 0.0, atol=1e-15)
+            else:
+                assert np.linalg.norm(path[0]) < 0.05 * amplitude
+                assert np.linalg.norm(path[-1]) > 0.2 * amplitude
+    for path, amplitude in zip(mid, (ROTATION_AMPLITUDE, TRANSLATION_AMPLITUDE)):
+        assert np.linalg.norm(path[count // 2 - 1] + path[count // 2]) / 2 < 0.05 * amplitude
+
+
+def test_walk_and_jerk_are_not_cubics():
+    """The root mean square distance of a path's 16 sub-frame poses from their least-squares cubic in time,
+    relative to the path's peak excursion: zero (to round-off) for the cubic family, at least MIN_CUBIC_RESIDUAL
+    (0.08) for every walk and jerk, and about 0.3 (walk) and 0.19 (jerk) typically.
+
+    The bound holds for every draw because the generator draws a path again when its cubic fit comes closer (about
+    2% of raw walks do, no raw jerk: a single jump anywhere between 10% and 90% of the exposure alone leaves 0.14).
+    """
+    times = (np.arange(SHAKE_SAMPLES) + 0.5) / SHAKE_SAMPLES
+    residuals = {}
+    for family in ("cubic", "walk", "jerk"):
+        residuals[family] = np.array([[cubic_fit_residual(path, times) / amplitude
+                                       for path, amplitude in zip(shake(seed, family),
+                                                                  (ROTATION_AMPLITUDE, TRANSLATION_AMPLITUDE))]
+                                      for seed in range(100)])
+    assert residuals["cubic"].max() < 1e-12
+    assert residuals["walk"].min() >= MIN_CUBIC_RESIDUAL and np.median(residuals["walk"]) > 0.25
+    assert residuals["jerk"].min() >= MIN_CUBIC_RESIDUAL and np.median(residuals["jerk"]) > 0.15
+
+
+def test_walk_turns_several_times_per_exposure():
+    # Summed turning of the heading between consecutive sub-frames, over 100 walks: a cubic at 16 sub-frames turns
+    # by at most a little over half a turn in total, a walk typically by several right angles.
+    turning = []
+    for seed in range(100):
+        for path in shake(seed, "walk"):
+            headings = np.diff(path, axis=0)
+            headings /= np.linalg.norm(headings, axis=1, keepdims=True)
+            turning.append(np.arccos(np.clip((headings[1:] * headings[:-1]).sum(axis=1), -1.0, 1.0)).sum())
+    assert np.median(turning) > 3 * np.pi / 2
+
+
+UNIFORM_SAMPLES = 200_000
+# A region holding the fraction p of the samples gets n p of them within 5 binomial standard deviations,
+# sqrt(n p (1 - p)), unless a one-in-a-million event: the seeded draws below are fixed and lie well within.
+BINOMIAL_SIGMAS = 5.0
+
+
+def polygon_edge_radius(angles, blades, rotation):
+    """Distance from the centre to the edge of the regular polygon of unit-disk area, along each angle."""
+    circumradius = np.sqrt(2.0 * np.pi / (blades * np.sin(2.0 * np.pi / blades)))
+    apothem = circumradius * np.cos(np.pi / blades)
+    within_blade = np.mod(angles - rotation, 2.0 * np.pi / blades) - np.pi / blades
+    return apothem / np.cos(within_blade)
+
+
+def polygon_wedge_area(start, end, blades, rotation):
+    """Area of the polygon between two angles (end - start under one blade's angle): the integral of r^2 / 2,
+    apothem^2 / 2 * tan(angle from the edge's normal), split where the wedge crosses a corner."""
+    circumradius = np.sqrt(2.0 * np.pi / (blades * np.sin(2.0 * np.pi / blades)))
+    apothem = circumradius * np.cos(np.pi / blades)
+    area, angle = 0.0, start
+    while angle < end - 1e-15:
+        corner = rotation + 2.0 * np.pi * (np.floor((angle - rotation) / (2.0 * np.pi / blades) + 1e-12) + 1) / blades
+        piece_end = min(end, corner)
+        normal = corner - np.pi / blades
+        area += apothem ** 2 / 2.0 * (np.tan(piece_end - normal) - np.tan(angle - normal))
+        angle = piece_end
+    return area
+
+
+def binomial_bound(probability):
+    return BINOMIAL_SIGMAS * math.sqrt(UNIFORM_SAMPLES * probability * (1.0 - probability))
+
+
+@pytest.mark.parametrize("blades", [5, 6, 7, 8, 9])
+def test_polygonal_aperture_is_filled_uniformly(blades):
+    rng = np.random.default_rng(blades)
+    rotation = rng.uniform(0.0, 2.0 * np.pi)
+    x, y = aperture_points(*rng.random((2, UNIFORM_SAMPLES)), blades=blades, rotation=rotation)
+    angles, radii = np.arctan2(y, x), np.hypot(x, y)
+    relative_radius = radii / polygon_edge_radius(angles, blades, rotation)
+    assert relative_radius.max() <= 1.0 + 1e-9
+    assert sum(polygon_wedge_area(k * np.pi / 6, (k + 1) * np.pi / 6, blades, rotation)
+               for k in range(12)) == pytest.approx(np.pi, rel=1e-9)
+    # Cells cut by 12 wedges that do not line up with the blades and 3 shrunken copies of the polygon: a cell
+    # between copies scaled by a and b holds (b^2 - a^2) of its wedge's area.
+    offset = rng.uniform(0.0, np.pi / 6)
+    wedge = np.floor(np.mod(angles - offset, 2.0 * np.pi) / (np.pi / 6)).astype(int)
+    ring = np.minimum((relative_radius ** 2 * 3).astype(int), 2)
+    for k in range(12):
+        wedge_share = polygon_wedge_area(offset + k * np.pi / 6, offset + (k + 1) * np.pi / 6, blades,
+                                         rotation) / np.pi
+        for band in range(3):
+            probability = wedge_share / 3
+            count = np.count_nonzero((wedge == k) & (ring == band))
+            assert abs(count - UNIFORM_SAMPLES * probability) < binomial_bound(probability), (k, band)
+
+
+@pytest.mark.parametrize("blades", [0, 7])
+def test_aberrated_aperture_is_brighter_at_its_rim(blades):
+    aberration = 0.7
+    rng = np.random.default_rng(11)
+    x, y = aperture_points(*rng.random((2, UNIFORM_SAMPLES)), blades=blades, rotation=0.3, aberration=aberration)
+    angles, radii = np.arctan2(y, x), np.hypot(x, y)
+    edge = polygon_edge_radius(angles, blades, 0.3) if blades else np.ones_like(radii)
+    area_fraction = (radii / edge) ** 2
+    assert area_fraction.max() <= 1.0 + 1e-6
+    # Ten rings of equal area: the density 1 + A (2u - 1) at area fraction u puts u1 - u0 + A (u1^2 - u0^2 -
+    # (u1 - u0)) of the samples between u0 and u1, rising from ring to ring (uniform would be 0.1 each).
+    counts = np.bincount(np.minimum((area_fraction * 10).astype(int), 9), minlength=10)
+    edges = np.linspace(0.0, 1.0, 11)
+    expected = np.diff(edges) + aberration * (np.diff(edges ** 2) - np.diff(edges))
+    for count, probability in zip(counts, expected):
+        assert abs(count - UNIFORM_SAMPLES * probability) < binomial_bound(probability)
+    assert np.all(np.diff(counts) > 0) and counts[-1] > 4 * counts[0]
+
+
+@pytest.mark.parametrize("name", sorted(OUT_OF_FAMILY_SCENES))
+def test_out_of_family_scenes_are_deterministic_and_blurred(name, tmp_path):
+    config = small_config(**dict(OUT_OF_FAMILY_SCENES[name], num_views=3))
+    first = generate_scene(config, tmp_path / "first", log=quiet)
+    generate_scene(config, tmp_path / "again", log=quiet)
+    assert files_in(tmp_path / "first") == files_in(tmp_path / "again")
+    assert first["blur_check"]["min_reduction"] >= config.min_blur_reduction
+    train_view = first["views"][1]
+    assert ("aperture_radius" in train_view) == (config.blur != "motion")
+    assert ("subframe_rotation_vectors" in train_view) == (config.blur != "defocus")
+    assert ("aperture_rotation_degrees" in train_view) == bool(config.aperture_blades)

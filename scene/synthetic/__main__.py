@@ -1,13 +1,16 @@
 """Command line: one scene, or the whole benchmark suite.
 
-    python -m scene.synthetic --blur defocus|motion --preset tiny|bench --out DIR --seed S [--layout NAME|K]
+    python -m scene.synthetic --blur defocus|motion|mixed --preset tiny|bench --out DIR --seed S [--layout NAME|K]
+                              [--shake-path cubic|walk|jerk] [--recorded-pose mid|mean|start]
+                              [--aperture-blades N] [--spherical-aberration A]
     python -m scene.synthetic --suite bench --out data/bench [--seed S]
 """
 
 import argparse
 import sys
 
-from .config import BLUR_TYPES, PRESETS, SyntheticSceneError, preset_config
+from .camera import RECORDED_POSES, SHAKE_PATHS
+from .config import BLUR_TYPES, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, SyntheticSceneError, preset_config
 from .generator import generate_scene, generate_suite
 from .layouts import LAYOUTS
 
@@ -28,14 +31,18 @@ def layout_name(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m scene.synthetic",
-        description="Render a forward-facing scene with defocus or camera-motion blur and its sharp ground truth, "
-                    "in the Deblur-NeRF layout.")
+        description="Render a forward-facing scene with defocus or camera-motion blur (or both) and its sharp ground "
+                    "truth, in the Deblur-NeRF layout.")
     parser.add_argument("--out", required=True, help="output folder (the suite puts one folder per scene in it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--suite", choices=sorted(PRESETS),
-                        help=f"generate every layout with every blur type ({len(LAYOUTS) * len(BLUR_TYPES)} scenes) "
-                             f"with this preset, into OUT/<layout>_<blur>; scenes already up to date are kept")
-    parser.add_argument("--blur", choices=BLUR_TYPES, help="blur of the training views (required without --suite)")
+                        help=f"generate every layout with {' and with '.join(SUITE_BLUR_TYPES)} blur into "
+                             f"OUT/<layout>_<blur>, and {len(OUT_OF_FAMILY_SCENES)} scenes of blur outside the blur "
+                             f"models' family ({', '.join(OUT_OF_FAMILY_SCENES)}), with this preset; scenes already up "
+                             f"to date are kept")
+    parser.add_argument("--blur", choices=BLUR_TYPES,
+                        help="blur of the training views, mixed being defocus and shake at once (required without "
+                             "--suite)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
                         help="tiny: 160x120, 16 views; bench: 400x300, 33 views (default: tiny)")
     parser.add_argument("--layout", type=layout_name, default=None,
@@ -56,6 +63,18 @@ def build_parser():
                            help="largest rotation of the shake path from the mid-exposure pose, degrees")
     overrides.add_argument("--shake-translation", dest="max_shake_translation", type=float,
                            help="largest translation of the shake path from the mid-exposure pose, world units")
+    overrides.add_argument("--shake-path", dest="shake_path", choices=SHAKE_PATHS,
+                           help="cubic: a smooth Bezier curve (default, what --camera_shake fits); walk: a random walk "
+                                "with inertia and sudden turns; jerk: steady with one or two abrupt jumps")
+    overrides.add_argument("--recorded-pose", dest="recorded_pose", choices=RECORDED_POSES,
+                           help="the pose along the shake path that the camera files record: mid-exposure (default), "
+                                "the mean of the path's poses, or its start")
+    overrides.add_argument("--aperture-blades", dest="aperture_blades", type=int,
+                           help="a polygonal aperture of this many blades, 5 to 9, turned at random per view "
+                                "(default 0: round)")
+    overrides.add_argument("--spherical-aberration", dest="spherical_aberration", type=float,
+                           help="0 to 1: an aperture brighter at its rim, (1 + A) / (1 - A) times its centre "
+                                "(default 0: uniform)")
     overrides.add_argument("--points", dest="num_points", type=int, help="about how many sparse points to make")
     overrides.add_argument("--min-blur-reduction", type=float,
                            help="fraction by which a blurred view's mean gradient must fall below its sharp "
@@ -67,7 +86,8 @@ def build_parser():
 
 OVERRIDES = ("num_views", "width", "height", "hold", "horizontal_fov_degrees", "samples_per_pixel", "num_subframes",
              "max_aperture", "max_shake_rotation_degrees", "max_shake_translation", "num_points",
-             "min_blur_reduction", "max_blur_draws")
+             "min_blur_reduction", "max_blur_draws", "shake_path", "recorded_pose", "aperture_blades",
+             "spherical_aberration")
 
 
 def main(argv=None):

@@ -25,7 +25,8 @@ from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat_
 from scene.llff import save_poses_bounds
 
 from .camera import PinholeIntrinsics, apply_shake, forward_facing_arc, shake_trajectory, world_to_camera_matrix
-from .config import BLUR_TYPES, SyntheticSceneError, preset_config
+from .config import (LENS_BLUR_TYPES, OUT_OF_FAMILY_SCENES, SHAKING_BLUR_TYPES, SUITE_BLUR_TYPES, SyntheticSceneError,
+                     preset_config)
 from .imaging import linear_to_srgb8, mean_gradient_magnitude, write_png
 from .layouts import FOCUS_RANGE, LAYOUTS, NEAREST_OBJECT_DEPTH, build_scene
 from .primitives import json_numbers
@@ -53,23 +54,31 @@ def view_name(index):
 def draw_exposure(config, view_index, attempt, rotation, centre):
     """The blurred exposure of a training view (draw number `attempt`) and a JSON-ready record of its draw."""
     rng = _random_stream(config.seed, BLUR_STREAM, view_index, attempt)
-    if config.blur == "defocus":
+    lens, record = {}, {}
+    if config.blur in LENS_BLUR_TYPES:
         aperture = config.max_aperture * rng.uniform(0.5, 1.0)
         # Uniform in inverse depth: focused anywhere from the nearest objects to the middle distance.
         focus = 1.0 / rng.uniform(1.0 / FOCUS_RANGE[1], 1.0 / FOCUS_RANGE[0])
-        exposure = Exposure(rotation[None], centre[None], aperture_radius=aperture, focus_distance=focus)
-        return exposure, {"aperture_radius": round(aperture, 6), "focus_distance": round(focus, 6)}
+        lens = dict(aperture_radius=aperture, focus_distance=focus, aperture_blades=config.aperture_blades,
+                    spherical_aberration=config.spherical_aberration)
+        record.update(aperture_radius=round(aperture, 6), focus_distance=round(focus, 6))
+        if config.aperture_blades:
+            # A polygon looks the same turned by a whole blade.
+            lens["aperture_rotation"] = rng.uniform(0.0, 2.0 * math.pi / config.aperture_blades)
+            record["aperture_rotation_degrees"] = round(math.degrees(lens["aperture_rotation"]), 6)
+    if config.blur not in SHAKING_BLUR_TYPES:
+        return Exposure(rotation[None], centre[None], **lens), record
     rotation_amplitude = config.max_shake_rotation_degrees * rng.uniform(0.5, 1.0)
     translation_amplitude = config.max_shake_translation * rng.uniform(0.5, 1.0)
     rotation_vectors, translations = shake_trajectory(rng, config.num_subframes, math.radians(rotation_amplitude),
-                                                      translation_amplitude)
+                                                      translation_amplitude, config.shake_path,
+                                                      config.recorded_pose)
     rotations, centres = apply_shake(rotation, centre, rotation_vectors, translations)
-    return Exposure(rotations, centres), {
-        "shake_rotation_degrees": round(rotation_amplitude, 6),
-        "shake_translation": round(translation_amplitude, 6),
-        "subframe_rotation_vectors": json_numbers(rotation_vectors, 8),
-        "subframe_camera_translations": json_numbers(translations, 8),
-    }
+    record.update(shake_rotation_degrees=round(rotation_amplitude, 6),
+                  shake_translation=round(translation_amplitude, 6),
+                  subframe_rotation_vectors=json_numbers(rotation_vectors, 8),
+                  subframe_camera_translations=json_numbers(translations, 8))
+    return Exposure(rotations, centres, **lens), record
 
 
 def _blurred_view(config, scene, intrinsics, view_index, rotation, centre, sharp, log):
@@ -94,9 +103,12 @@ def _blurred_view(config, scene, intrinsics, view_index, rotation, centre, sharp
 
 
 def _describe_blur(record):
+    parts = []
     if "aperture_radius" in record:
-        return f"aperture {record['aperture_radius']:.3f} focus {record['focus_distance']:.2f}"
-    return f"shake {record['shake_rotation_degrees']:.2f} deg {record['shake_translation']:.3f}"
+        parts.append(f"aperture {record['aperture_radius']:.3f} focus {record['focus_distance']:.2f}")
+    if "shake_rotation_degrees" in record:
+        parts.append(f"shake {record['shake_rotation_degrees']:.2f} deg {record['shake_translation']:.3f}")
+    return "  ".join(parts)
 
 
 def _check_output_folder(folder, overwrite):
@@ -242,18 +254,25 @@ def generate_scene(config, out_dir, overwrite=False, log=print):
     return record
 
 
+def suite_configs(preset="bench", seed=0):
+    """The suite's scenes by folder name: every layout with each of SUITE_BLUR_TYPES (<layout>_<blur>), then the
+    scenes of OUT_OF_FAMILY_SCENES."""
+    configs = {f"{layout}_{blur}": preset_config(preset, blur, layout=layout, seed=seed)
+               for layout in LAYOUTS for blur in SUITE_BLUR_TYPES}
+    configs.update({name: preset_config(preset, seed=seed, **fields) for name, fields in OUT_OF_FAMILY_SCENES.items()})
+    return configs
+
+
 def generate_suite(out_root, preset="bench", seed=0, overwrite=False, log=print):
-    """Generates every layout with every blur type into out_root/<layout>_<blur>/. A scene whose scene.json
-    already records the same config is kept as it is (unless overwrite), so re-running only fills gaps."""
+    """Generates the scenes of suite_configs into out_root/<name>/. A scene whose scene.json already records the
+    same config is kept as it is (unless overwrite), so re-running only fills gaps."""
     out_root = Path(out_root)
-    for layout in LAYOUTS:
-        for blur in BLUR_TYPES:
-            config = preset_config(preset, blur, layout=layout, seed=seed)
-            folder = out_root / f"{layout}_{blur}"
-            if not overwrite and _holds_scene_of(folder, config):
-                log(f"{folder} is up to date")
-                continue
-            generate_scene(config, folder, overwrite=True, log=log)
+    for name, config in suite_configs(preset, seed).items():
+        folder = out_root / name
+        if not overwrite and _holds_scene_of(folder, config):
+            log(f"{folder} is up to date")
+            continue
+        generate_scene(config, folder, overwrite=True, log=log)
 
 
 def _holds_scene_of(folder, config):

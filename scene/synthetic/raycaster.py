@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .camera import square_to_disk, stratum_corners
+from .camera import aperture_points, stratum_corners
 
 # Upper bound on rays traced at once; keeps the working set to some tens of megabytes.
 RAYS_PER_BATCH = 1 << 17
@@ -64,12 +64,19 @@ class TexturedScene:
 class Exposure:
     """What one photograph integrates: K sub-frame camera-to-world poses, rotations (K, 3, 3) and centres
     (K, 3), visited in equal time slices, seen through a thin lens of the given aperture radius (world units)
-    focused at focus_distance (depth along the optical axis). A pinhole is an aperture radius of 0."""
+    focused at focus_distance (depth along the optical axis). A pinhole is an aperture radius of 0.
+
+    The aperture is a uniformly lit disk by default; aperture_blades (5 to 9) makes it a regular polygon of the
+    disk's area turned by aperture_rotation (radians), and spherical_aberration (0 to 1) makes it brighter at
+    its rim (see camera.aperture_points)."""
 
     rotations: np.ndarray
     centres: np.ndarray
     aperture_radius: float = 0.0
     focus_distance: float = 1.0
+    aperture_blades: int = 0
+    aperture_rotation: float = 0.0
+    spherical_aberration: float = 0.0
 
     @classmethod
     def pinhole(cls, rotation, centre):
@@ -88,7 +95,9 @@ def render(scene, intrinsics, exposure, samples_per_pixel, sampling_seed):
     Sample s of a pixel uses sub-frame s % K, aperture stratum s and the pixel-footprint stratum that a random
     per-pixel permutation assigns to s, so footprint and aperture are both stratified yet uncorrelated. The random
     jitter depends only on sampling_seed and the image size, never on the exposure: a pinhole render and a
-    render whose aperture and shake are zero trace exactly the same rays and give identical images.
+    render whose aperture and shake are zero trace exactly the same rays and give identical images. Only an
+    exposure with both a lens and several sub-frames permutes the aperture strata too, per pixel, since stratum s
+    and sub-frame s % K would otherwise tie each sub-frame to one strip of the aperture.
     """
     num_subframes = len(exposure.rotations)
     if samples_per_pixel % num_subframes != 0:
@@ -103,6 +112,7 @@ def render(scene, intrinsics, exposure, samples_per_pixel, sampling_seed):
     centres = exposure.centres.astype(np.float32)[subframe]
     lens_scale = np.float32(exposure.aperture_radius)
     lens_to_slope = np.float32(1.0 / exposure.focus_distance)
+    shaking_lens = num_subframes > 1 and exposure.aperture_radius > 0.0
 
     image = np.empty((height * width, 3), np.float32)
     pixels_per_batch = max(1, RAYS_PER_BATCH // samples_per_pixel)
@@ -110,8 +120,14 @@ def render(scene, intrinsics, exposure, samples_per_pixel, sampling_seed):
         pixel = np.arange(first, min(first + pixels_per_batch, height * width))
         footprint_stratum = rng.permuted(np.broadcast_to(sample_index, (pixel.size, samples_per_pixel)), axis=1).T
         footprint = corners[footprint_stratum] + rng.random((samples_per_pixel, pixel.size, 2), np.float32) * cell_size
-        aperture = corners[:, None] + rng.random((samples_per_pixel, pixel.size, 2), np.float32) * cell_size
-        lens_x, lens_y = square_to_disk(aperture[..., 0], aperture[..., 1])
+        if shaking_lens:
+            aperture_stratum = rng.permuted(np.broadcast_to(sample_index, (pixel.size, samples_per_pixel)), axis=1).T
+            aperture_corners = corners[aperture_stratum]
+        else:
+            aperture_corners = corners[:, None]
+        aperture = aperture_corners + rng.random((samples_per_pixel, pixel.size, 2), np.float32) * cell_size
+        lens_x, lens_y = aperture_points(aperture[..., 0], aperture[..., 1], exposure.aperture_blades,
+                                         exposure.aperture_rotation, exposure.spherical_aberration)
         lens_x = lens_x * lens_scale
         lens_y = lens_y * lens_scale
         # Camera-frame ray through the footprint sample that passes through the lens point and meets the
