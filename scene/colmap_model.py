@@ -110,17 +110,17 @@ def rotmat_to_qvec(R):
 
 
 def rotation_problem(rotation):
-    """What keeps a 3x3 matrix from being a camera rotation ("is singular (...)", "is not a rotation (...)"), or
-    None when it is one within ROTATION_TOLERANCE."""
+    """What keeps a 3x3 matrix from being a camera rotation, as the end of a sentence ("is singular (...)"), or None
+    when it is one within ROTATION_TOLERANCE."""
     rotation = np.asarray(rotation, dtype=np.float64)
     determinant = np.linalg.det(rotation)
     if abs(determinant) < ROTATION_TOLERANCE:
         return f"is singular (determinant {determinant:.3g})"
+    if determinant < 0:
+        return f"is not a rotation but a mirroring (determinant {determinant:.6g})"
     deviation = np.abs(rotation.T @ rotation - np.eye(3)).max()
-    if determinant < 0 or deviation > ROTATION_TOLERANCE:
-        return (
-            f"is not a rotation (determinant {determinant:.6g}; its columns are off orthonormal by {deviation:.3g})"
-        )
+    if deviation > ROTATION_TOLERANCE:
+        return f"is not a rotation (its columns stray {deviation:.3g} from orthonormal)"
     return None
 
 

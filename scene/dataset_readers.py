@@ -170,10 +170,10 @@ def read_image(path, background):
     """An image file as float32 RGB in [0, 1], transparent pixels composited over background."""
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: image not found")
-    check_image_is_complete(path)
+    check_jpeg_is_complete(path)
     data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if data is None:
-        raise DatasetError(f"{path}: not a readable image")
+        raise DatasetError(f"{path}: not a readable image (an unknown format, or truncated or corrupt data)")
     if data.dtype == np.uint8:
         image = data.astype(np.float32) / 255.0
     elif data.dtype == np.uint16:
@@ -193,11 +193,15 @@ def read_image(path, background):
     raise DatasetError(f"{path}: unsupported image with {channels} channels")
 
 
-def check_image_is_complete(path):
-    """Decode the whole file with Pillow, which refuses image data that ends early, where cv2's JPEG decoder fills
-    the missing rows with grey and only warns on stderr."""
+def check_jpeg_is_complete(path):
+    """Decode a JPEG file with Pillow, which refuses compressed data that ends early, where cv2 fills the missing
+    rows with grey and only warns on stderr (truncated PNG files cv2 refuses itself)."""
     try:
         with Image.open(path) as image:
+            if image.format != "JPEG":
+                return
+            # An eighth of the size still decodes every byte of the compressed data, in half the time.
+            image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError):
         # A format or a size Pillow does not take: cv2 alone decides.

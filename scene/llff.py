@@ -41,8 +41,8 @@ def load_poses_bounds(path):
     hwf = poses[:, :, 4].copy()
     bounds = data[:, 15:17].copy()
     for index, (height, width, focal) in enumerate(hwf):
-        # Sizes are whole pixels: under half a pixel rounds to an empty image.
-        if min(height, width) < 0.5:
+        # Sizes are whole pixels, and the images' aspect ratio divides by the width.
+        if min(height, width) < 1:
             raise DatasetError(
                 f"{path}: pose {index} has an image size under one pixel (height {height:g}, width {width:g})"
             )

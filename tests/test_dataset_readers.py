@@ -134,6 +134,23 @@ def test_bad_poses_bounds(tmp_path, content, message):
         load_poses_bounds(path)
 
 
+@pytest.mark.parametrize("factor, message", [
+    (np.diag([2.0, 2.0, 2.0]), "pose 1 is not a rotation (its columns stray 3 from orthonormal)"),
+    (np.diag([1.0, 1.0, -1.0]), "pose 1 is not a rotation but a mirroring (determinant -1)"),
+    (np.diag([1.0, 1.0, 1e-4]), "pose 1 is singular"),
+])
+def test_poses_bounds_rotations_must_be_rotations(tmp_path, factor, message):
+    """Scaled or mirrored cameras would render a distorted scene without a word."""
+    write_poses_bounds_scene(tmp_path, count=3, with_images=False)
+    data = np.load(tmp_path / "poses_bounds.npy")
+    pose = data[1, :15].reshape(3, 5)
+    pose[:, :3] = pose[:, :3] @ factor
+    data[1, :15] = pose.ravel()
+    np.save(tmp_path / "poses_bounds.npy", data)
+    with pytest.raises(DatasetError, match=re.escape(f"poses_bounds.npy: {message}")):
+        load_poses_bounds(tmp_path / "poses_bounds.npy")
+
+
 # ---- COLMAP scenes ----
 
 @pytest.mark.parametrize("ext", [".bin", ".txt"])
@@ -290,14 +307,24 @@ def truncate(path, keep):
     path.write_bytes(path.read_bytes()[:keep])
 
 
-@pytest.mark.parametrize("image_ext, keep", [(".jpg", -200), (".jpg", -2), (".png", -200)])
-def test_truncated_image_is_an_error(tmp_path, image_ext, keep):
+@pytest.mark.parametrize("image_ext, keep, message", [
+    (".jpg", -200, "image data is truncated"),
+    (".jpg", -2, "image data is truncated"),
+    (".png", -200, "not a readable image"),
+])
+def test_truncated_image_is_an_error(tmp_path, image_ext, keep, message):
     """cv2 decodes a truncated JPEG with grey rows where the data ends (only libjpeg's stderr says so)."""
     write_colmap_scene(tmp_path, count=2, image_ext=image_ext)
     assert len(load_scene_info(str(tmp_path), eval=False).train_cameras) == 2
     truncate(tmp_path / "images" / f"img_001{image_ext}", keep)
-    with pytest.raises(DatasetError, match=re.escape(f"img_001{image_ext}: image data is truncated")):
+    with pytest.raises(DatasetError, match=re.escape(f"img_001{image_ext}: {message}")):
         load_scene_info(str(tmp_path))
+
+
+def test_jpeg_smaller_than_eight_pixels(tmp_path):
+    """The completeness check decodes JPEG files at an eighth of their size, which must not round to nothing."""
+    write_colmap_scene(tmp_path, count=1, image_ext=".jpg", image_size=(6, 4))
+    assert load_scene_info(str(tmp_path), eval=False).train_cameras[0].image.shape == (HEIGHT, WIDTH, 3)
 
 
 # ---- Deblur-NeRF scenes ----
@@ -421,6 +448,12 @@ def test_nerf_synthetic_scene(tmp_path, white_background):
     ("{not json", "not a readable JSON"),
     (json.dumps({"frames": []}), "camera_angle_x"),
     (json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "a"}]}), "frame 0 needs a finite 4x4"),
+    (json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "a", "transform_matrix": [
+        [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]}]}),
+     re.escape("frame 0's transform_matrix must end with the row [0, 0, 0, 1]")),
+    (json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "a", "transform_matrix": [
+        [1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]}),
+     "frame 0's transform_matrix is not a rotation but a mirroring"),
 ])
 def test_bad_transforms(tmp_path, content, message):
     (tmp_path / "transforms_train.json").write_text(content)
