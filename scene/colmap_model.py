@@ -45,22 +45,26 @@ class ColmapPoint3D:
     point2d_idxs: np.ndarray
 
 
-# COLMAP's camera model ids (the order of its model enumeration) and their parameter counts.
+# COLMAP's camera model ids (the order of its model enumeration), their parameter counts and how many of the
+# leading parameters are focal lengths (f, or fx and fy).
 CAMERA_MODELS = {
-    0: ("SIMPLE_PINHOLE", 3),
-    1: ("PINHOLE", 4),
-    2: ("SIMPLE_RADIAL", 4),
-    3: ("RADIAL", 5),
-    4: ("OPENCV", 8),
-    5: ("OPENCV_FISHEYE", 8),
-    6: ("FULL_OPENCV", 12),
-    7: ("FOV", 5),
-    8: ("SIMPLE_RADIAL_FISHEYE", 4),
-    9: ("RADIAL_FISHEYE", 5),
-    10: ("THIN_PRISM_FISHEYE", 12),
+    0: ("SIMPLE_PINHOLE", 3, 1),
+    1: ("PINHOLE", 4, 2),
+    2: ("SIMPLE_RADIAL", 4, 1),
+    3: ("RADIAL", 5, 1),
+    4: ("OPENCV", 8, 2),
+    5: ("OPENCV_FISHEYE", 8, 2),
+    6: ("FULL_OPENCV", 12, 2),
+    7: ("FOV", 5, 2),
+    8: ("SIMPLE_RADIAL_FISHEYE", 4, 1),
+    9: ("RADIAL_FISHEYE", 5, 1),
+    10: ("THIN_PRISM_FISHEYE", 12, 2),
 }
-MODEL_IDS = {name: model_id for model_id, (name, _) in CAMERA_MODELS.items()}
-PARAM_COUNTS = {name: count for name, count in CAMERA_MODELS.values()}
+MODEL_IDS = {name: model_id for model_id, (name, _, _) in CAMERA_MODELS.items()}
+PARAM_COUNTS = {name: count for name, count, _ in CAMERA_MODELS.values()}
+FOCAL_COUNTS = {name: count for name, _, count in CAMERA_MODELS.values()}
+# How far a camera rotation read from a file may be from orthonormal: float32 storage errs by about 1e-7.
+ROTATION_TOLERANCE = 1e-3
 
 MODEL_FILES = ("cameras", "images", "points3D")
 
@@ -105,6 +109,21 @@ def rotmat_to_qvec(R):
     return qvec / np.linalg.norm(qvec)
 
 
+def rotation_problem(rotation):
+    """What keeps a 3x3 matrix from being a camera rotation, as the end of a sentence ("is singular (...)"), or None
+    when it is one within ROTATION_TOLERANCE."""
+    rotation = np.asarray(rotation, dtype=np.float64)
+    determinant = np.linalg.det(rotation)
+    if abs(determinant) < ROTATION_TOLERANCE:
+        return f"is singular (determinant {determinant:.3g})"
+    if determinant < 0:
+        return f"is not a rotation but a mirroring (determinant {determinant:.6g})"
+    deviation = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    if deviation > ROTATION_TOLERANCE:
+        return f"is not a rotation (its columns stray {deviation:.3g} from orthonormal)"
+    return None
+
+
 def model_extension(folder):
     """".bin" or ".txt", whichever complete set of model files the folder holds (binary preferred)."""
     for ext in (".bin", ".txt"):
@@ -147,24 +166,39 @@ def write_model(folder, cameras, images, points3d, ext=".txt"):
         writer(os.path.join(folder, name + ext), items)
 
 
-def make_camera(path, camera_id, model, width, height, params):
+def make_camera(location, camera_id, model, width, height, params):
+    """location: the file, and the line for text files, that error messages name."""
     if model not in PARAM_COUNTS:
-        raise DatasetError(f"{path}: camera {camera_id} has unknown camera model {model!r}")
+        raise DatasetError(f"{location}: camera {camera_id} has unknown camera model {model!r}")
     params = np.asarray(params, dtype=np.float64)
     if len(params) != PARAM_COUNTS[model]:
         raise DatasetError(
-            f"{path}: camera {camera_id} ({model}) has {len(params)} parameters, expected {PARAM_COUNTS[model]}"
+            f"{location}: camera {camera_id} ({model}) has {len(params)} parameters, expected {PARAM_COUNTS[model]}"
         )
     if width <= 0 or height <= 0:
-        raise DatasetError(f"{path}: camera {camera_id} has invalid size {width}x{height}")
+        raise DatasetError(f"{location}: camera {camera_id} has invalid size {width}x{height}")
     if not np.isfinite(params).all():
-        raise DatasetError(f"{path}: camera {camera_id} has non-finite parameters {params.tolist()}")
+        raise DatasetError(f"{location}: camera {camera_id} has non-finite parameters {params.tolist()}")
+    for focal in params[:FOCAL_COUNTS[model]]:
+        if focal <= 0:
+            raise DatasetError(f"{location}: camera {camera_id} has focal length {focal} (it must be positive)")
     return ColmapCamera(int(camera_id), model, int(width), int(height), params)
 
 
-def check_pose(path, image_id, qvec, tvec):
-    if not (np.isfinite(qvec).all() and np.isfinite(tvec).all()) or np.linalg.norm(qvec) < 1e-8:
-        raise DatasetError(f"{path}: image {image_id} has an invalid pose (qvec {qvec.tolist()}, tvec {tvec.tolist()})")
+def checked_qvec(location, image_id, qvec, tvec):
+    """The pose's quaternion scaled to unit length, as COLMAP does on reading: any other norm would scale and skew
+    the rotation matrix."""
+    norm = np.linalg.norm(qvec)
+    if not (np.isfinite(qvec).all() and np.isfinite(tvec).all()) or not 1e-8 < norm < np.inf:
+        raise DatasetError(
+            f"{location}: image {image_id} has an invalid pose (qvec {qvec.tolist()}, tvec {tvec.tolist()})"
+        )
+    return qvec / norm
+
+
+def check_position(location, point_id, xyz):
+    if not np.isfinite(xyz).all():
+        raise DatasetError(f"{location}: point {point_id} has a non-finite position {xyz.tolist()}")
 
 
 # ---- binary files ----
@@ -223,7 +257,7 @@ def read_cameras_binary(path):
         camera_id, model_id, width, height = reader.unpack("iiQQ")
         if model_id not in CAMERA_MODELS:
             raise DatasetError(f"{path}: camera {camera_id} has unknown camera model id {model_id}")
-        model, param_count = CAMERA_MODELS[model_id]
+        model, param_count, _ = CAMERA_MODELS[model_id]
         params = reader.unpack("d" * param_count)
         cameras[camera_id] = make_camera(path, camera_id, model, width, height, params)
     reader.finish()
@@ -239,8 +273,8 @@ def read_images_binary(path):
         name = reader.string()
         (point_count,) = reader.unpack("Q")
         points2d = reader.array(POINT2D_DTYPE, point_count)
-        qvec, tvec = np.array([qw, qx, qy, qz]), np.array([tx, ty, tz])
-        check_pose(path, image_id, qvec, tvec)
+        tvec = np.array([tx, ty, tz])
+        qvec = checked_qvec(path, image_id, np.array([qw, qx, qy, qz]), tvec)
         images[image_id] = ColmapImage(
             image_id, qvec, tvec, camera_id, name,
             np.stack([points2d["x"], points2d["y"]], axis=1), points2d["point3d_id"].astype(np.int64),
@@ -256,8 +290,10 @@ def read_points3d_binary(path):
     for _ in range(count):
         point_id, x, y, z, r, g, b, error, track_length = reader.unpack("QdddBBBdQ")
         track = reader.array(TRACK_DTYPE, track_length)
+        xyz = np.array([x, y, z])
+        check_position(path, point_id, xyz)
         points3d[point_id] = ColmapPoint3D(
-            point_id, np.array([x, y, z]), np.array([r, g, b], dtype=np.uint8), error,
+            point_id, xyz, np.array([r, g, b], dtype=np.uint8), error,
             track["image_id"].astype(np.int64), track["point2d_idx"].astype(np.int64),
         )
     reader.finish()
@@ -333,7 +369,7 @@ def read_cameras_text(path):
             raise DatasetError(f"{path}, line {number}: expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS[], got {line!r}")
         camera_id, width, height = parse_numbers(path, number, [fields[0], fields[2], fields[3]], int)
         params = parse_numbers(path, number, fields[4:], float)
-        cameras[camera_id] = make_camera(path, camera_id, fields[1], width, height, params)
+        cameras[camera_id] = make_camera(f"{path}, line {number}", camera_id, fields[1], width, height, params)
     return cameras
 
 
@@ -355,7 +391,7 @@ def read_images_text(path):
             )
         image_id, camera_id = parse_numbers(path, number, [fields[0], fields[8]], int)
         pose = np.array(parse_numbers(path, number, fields[1:8], float))
-        check_pose(path, image_id, pose[:4], pose[4:])
+        qvec = checked_qvec(f"{path}, line {number}", image_id, pose[:4], pose[4:])
         points = points_line.split()
         if len(points) % 3:
             raise DatasetError(f"{path}, line {points_number}: 2D points must come as X Y POINT3D_ID triples")
@@ -363,7 +399,7 @@ def read_images_text(path):
         ys = parse_numbers(path, points_number, points[1::3], float)
         point3d_ids = parse_numbers(path, points_number, points[2::3], int)
         images[image_id] = ColmapImage(
-            image_id, pose[:4], pose[4:], camera_id, fields[9],
+            image_id, qvec, pose[4:], camera_id, fields[9],
             np.array([xs, ys], dtype=np.float64).T.reshape(-1, 2), np.array(point3d_ids, dtype=np.int64),
         )
     return images
@@ -381,6 +417,7 @@ def read_points3d_text(path):
             )
         (point_id,) = parse_numbers(path, number, fields[:1], int)
         xyz = np.array(parse_numbers(path, number, fields[1:4], float))
+        check_position(f"{path}, line {number}", point_id, xyz)
         rgb = parse_numbers(path, number, fields[4:7], int)
         if not all(0 <= value <= 255 for value in rgb):
             raise DatasetError(f"{path}, line {number}: colour {rgb} is outside 0..255")

@@ -19,8 +19,9 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from scene.colmap_model import DatasetError, qvec_to_rotmat, read_model
+from scene.colmap_model import DatasetError, model_extension, qvec_to_rotmat, read_model, rotation_problem
 from scene.llff import load_poses_bounds
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -32,6 +33,8 @@ RANDOM_POINT_SEED = 0
 NERF_SYNTHETIC_NEAR, NERF_SYNTHETIC_FAR = 2.0, 6.0
 # Camera models whose lens distortion cv2 models exactly, by their COLMAP parameter layout.
 DISTORTED_MODELS = ("SIMPLE_RADIAL", "RADIAL", "OPENCV")
+# Gaussians start sized by the spacing of their SfM point to its nearest neighbours, so a point needs another one.
+MIN_SFM_POINTS = 2
 
 
 @dataclass
@@ -93,7 +96,9 @@ def load_scene_info(source_path, resolution=1, eval=True, hold=None, white_backg
             source_kind = "deblur_nerf"
             if has_colmap_model:
                 # The Deblurring-3DGS release: COLMAP cameras, Deblur-NeRF's split over every image in images/.
-                views, point_cloud = read_colmap(source_path, resolution, background, list_images(source_path))
+                views, point_cloud = read_colmap(
+                    source_path, resolution, background, os.path.join(source_path, "poses_bounds.npy")
+                )
             else:
                 views, point_cloud = read_poses_bounds(source_path, resolution, background), None
         elif has_colmap_model:
@@ -165,9 +170,10 @@ def read_image(path, background):
     """An image file as float32 RGB in [0, 1], transparent pixels composited over background."""
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: image not found")
+    check_jpeg_is_complete(path)
     data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if data is None:
-        raise DatasetError(f"{path}: not a readable image")
+        raise DatasetError(f"{path}: not a readable image (an unknown format, or truncated or corrupt data)")
     if data.dtype == np.uint8:
         image = data.astype(np.float32) / 255.0
     elif data.dtype == np.uint16:
@@ -185,6 +191,23 @@ def read_image(path, background):
         rgb, alpha = image[:, :, 2::-1], image[:, :, 3:]
         return np.ascontiguousarray(rgb * alpha + background * (1.0 - alpha), dtype=np.float32)
     raise DatasetError(f"{path}: unsupported image with {channels} channels")
+
+
+def check_jpeg_is_complete(path):
+    """Decode a JPEG file with Pillow, which refuses compressed data that ends early, where cv2 fills the missing
+    rows with grey and only warns on stderr (truncated PNG files cv2 refuses itself)."""
+    try:
+        with Image.open(path) as image:
+            if image.format != "JPEG":
+                return
+            # An eighth of the size still decodes every byte of the compressed data, in half the time.
+            image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        # A format or a size Pillow does not take: cv2 alone decides.
+        return
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DatasetError(f"{path}: image data is truncated or corrupt ({error})") from None
 
 
 def target_size(reference_width, reference_height, resolution, path):
@@ -325,22 +348,32 @@ def depth_bounds(world_to_camera, points):
     return float(near), float(max(far, near * 1.01))
 
 
-def read_colmap(source_path, resolution, background, split_names=None):
+def read_colmap(source_path, resolution, background, poses_path=None):
     """Views as (split index, CameraInfo) and the SfM points of source_path/sparse/0.
 
-    split_names: image names whose order defines the split index (default: the registered images sorted by
-    name); names COLMAP did not register are skipped with a warning.
+    The split index is the place in name order among the registered images or, given the poses_bounds.npy of a
+    Deblur-NeRF scene (poses_path), among all the images in images/, one per row of that file; images COLMAP did not
+    register are then skipped with a warning.
     """
     model_folder = os.path.join(source_path, "sparse", "0")
     cameras, images, points3d = read_model(model_folder)
     if not images:
         raise DatasetError(f"{model_folder}: the COLMAP model has no registered images")
+    if len(points3d) < MIN_SFM_POINTS:
+        raise DatasetError(
+            f"{os.path.join(model_folder, 'points3D' + model_extension(model_folder))}: only {len(points3d)} 3D "
+            f"point(s), and the initial Gaussians need at least {MIN_SFM_POINTS} (re-run the reconstruction, e.g. "
+            f"python convert.py)"
+        )
     by_name = {image.name: image for image in images.values()}
-    if split_names is None:
+    if poses_path is None:
         split_names = sorted(by_name)
-    missing = [name for name in split_names if name not in by_name]
-    if missing:
-        warnings.warn(f"{model_folder}: images without a COLMAP pose are skipped: {', '.join(missing)}")
+    else:
+        split_names = list_images(source_path)
+        check_image_count(poses_path, len(load_poses_bounds(poses_path)[0]), source_path, split_names, by_name)
+        missing = [name for name in split_names if name not in by_name]
+        if missing:
+            warnings.warn(f"{model_folder}: images without a COLMAP pose are skipped: {', '.join(missing)}")
 
     point_ids = np.array(list(points3d), dtype=np.int64)
     xyz = np.array([point.xyz for point in points3d.values()], dtype=np.float64).reshape(-1, 3)
@@ -377,18 +410,31 @@ def read_colmap(source_path, resolution, background, split_names=None):
     return views, BasicPointCloud(xyz.astype(np.float32), rgb / 255.0)
 
 
-# ---- Deblur-NeRF without a COLMAP model ----
+# ---- Deblur-NeRF ----
+
+def check_image_count(poses_path, pose_count, source_path, names, registered_names=()):
+    """poses_bounds.npy pairs its rows with the images in name order, and the split counts along that order: an
+    image more or less would move sharp test views into training. registered_names: the images of a COLMAP model
+    beside it, which tell which images are the odd ones out."""
+    if len(names) == pose_count:
+        return
+    folder = os.path.join(source_path, "images")
+    message = f"{poses_path}: {pose_count} poses for {len(names)} images in {folder}"
+    unregistered = [name for name in names if name not in registered_names]
+    absent = sorted(set(registered_names) - set(names))
+    if len(names) > pose_count and unregistered:
+        message += f"; images without a COLMAP pose: {', '.join(unregistered)}"
+    elif len(names) < pose_count and absent:
+        message += f"; COLMAP images missing from {folder}: {', '.join(absent)}"
+    raise DatasetError(message)
+
 
 def read_poses_bounds(source_path, resolution, background):
     """Views as (split index, CameraInfo) from poses_bounds.npy and images/ (matched in name order)."""
     poses_path = os.path.join(source_path, "poses_bounds.npy")
     camera_to_world, hwf, bounds = load_poses_bounds(poses_path)
     names = list_images(source_path)
-    if len(names) != len(camera_to_world):
-        raise DatasetError(
-            f"{poses_path}: {len(camera_to_world)} poses for {len(names)} images in "
-            f"{os.path.join(source_path, 'images')}"
-        )
+    check_image_count(poses_path, len(camera_to_world), source_path, names)
     views = []
     for index, name in enumerate(names):
         height, width, focal = hwf[index]
@@ -435,6 +481,14 @@ def read_transforms(path, resolution, background, first_uid):
             camera_to_world = np.zeros(0)
         if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
             raise DatasetError(f"{path}: frame {number} needs a finite 4x4 transform_matrix")
+        problem = rotation_problem(camera_to_world[:3, :3])
+        if problem is not None:
+            raise DatasetError(f"{path}: frame {number}'s transform_matrix {problem}")
+        if not np.allclose(camera_to_world[3], [0.0, 0.0, 0.0, 1.0], rtol=0.0, atol=1e-6):
+            raise DatasetError(
+                f"{path}: frame {number}'s transform_matrix must end with the row [0, 0, 0, 1], got "
+                f"{camera_to_world[3].tolist()}"
+            )
         # Blender cameras look down -z with y up; OpenCV's look down +z with y down.
         camera_to_world[:3, 1:3] *= -1
         file_path = frame["file_path"]

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from scene.colmap_model import DatasetError
+from scene.colmap_model import DatasetError, rotation_problem
 
 
 def swap_rotation_axes(rotation):
@@ -40,11 +40,21 @@ def load_poses_bounds(path):
     poses = data[:, :15].reshape(-1, 3, 5)
     hwf = poses[:, :, 4].copy()
     bounds = data[:, 15:17].copy()
-    if (hwf <= 0).any():
-        raise DatasetError(f"{path}: image height, width and focal length must be positive")
+    for index, (height, width, focal) in enumerate(hwf):
+        # Sizes are whole pixels, and the images' aspect ratio divides by the width.
+        if min(height, width) < 1:
+            raise DatasetError(
+                f"{path}: pose {index} has an image size under one pixel (height {height:g}, width {width:g})"
+            )
+        if focal <= 0:
+            raise DatasetError(f"{path}: pose {index} has focal length {focal:g} (it must be positive)")
     if (bounds[:, 0] <= 0).any() or (bounds[:, 1] <= bounds[:, 0]).any():
         raise DatasetError(f"{path}: every row needs bounds with 0 < near < far")
     camera_to_world = np.concatenate([swap_rotation_axes(poses[:, :, :3]), poses[:, :, 3:4]], axis=2)
+    for index, rotation in enumerate(camera_to_world[:, :, :3]):
+        problem = rotation_problem(rotation)
+        if problem is not None:
+            raise DatasetError(f"{path}: pose {index} {problem}")
     return camera_to_world, hwf, bounds
 
 

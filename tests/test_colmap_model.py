@@ -121,6 +121,9 @@ def test_truncated_binary_names_file(tmp_path, name):
     ("cameras", "1 PINHOLE 640 480 500 500 320 abc", "expected numbers"),
     ("points3D", "1 0.5 0.5 0.5 300 0 0 0.1", "outside 0..255"),
     ("points3D", "1 0.5 0.5 0.5 1 0 0 0.1 4", "pairs"),
+    ("cameras", "5 PINHOLE 640 480 500 0 320 240", "line 6: camera 5 has focal length 0.0"),
+    ("cameras", "5 SIMPLE_RADIAL 640 480 -400 320 240 0.1", "line 6: camera 5 has focal length -400.0"),
+    ("points3D", "12 0.5 inf 0.5 1 0 0 0.1", "line 7: point 12 has a non-finite position"),
 ])
 def test_malformed_text_line_names_file(tmp_path, name, line, message):
     write_model(tmp_path, *sample_model(np.random.default_rng(4)), ext=".txt")
@@ -136,3 +139,22 @@ def test_image_with_unknown_camera(tmp_path):
     write_model(tmp_path, cameras, images, points3d, ext=".bin")
     with pytest.raises(DatasetError, match="images.bin.*camera 3"):
         read_model(tmp_path)
+
+
+def test_binary_point_with_non_finite_position(tmp_path):
+    cameras, images, points3d = sample_model(np.random.default_rng(6))
+    points3d[4].xyz[0] = np.nan
+    write_model(tmp_path, cameras, images, points3d, ext=".bin")
+    with pytest.raises(DatasetError, match="points3D.bin: point 4 has a non-finite position"):
+        read_model(tmp_path)
+
+
+@pytest.mark.parametrize("ext", [".txt", ".bin"])
+def test_quaternions_are_normalised_on_read(tmp_path, ext):
+    """As COLMAP does: a quaternion stored with another norm still means the same rotation, while the rotation
+    matrix of the stored numbers would be scaled and skewed."""
+    cameras, images, points3d = sample_model(np.random.default_rng(7))
+    unit_qvec = images[7].qvec.copy()
+    images[7].qvec = 2.5 * unit_qvec
+    write_model(tmp_path, cameras, images, points3d, ext=ext)
+    np.testing.assert_allclose(read_model(tmp_path)[1][7].qvec, unit_qvec, rtol=0, atol=1e-15)

@@ -1,11 +1,13 @@
 import json
 import os
+import re
 
 import cv2
 import numpy as np
 import pytest
 
-from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat_to_qvec, write_model
+import train
+from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, read_model, rotmat_to_qvec, write_model
 from scene.dataset_readers import DatasetError, load_scene_info, scene_extent
 from scene.llff import load_poses_bounds, save_poses_bounds
 
@@ -19,7 +21,7 @@ def swap_red_blue(image):
 
 
 def write_png(path, rgb):
-    """Write float RGB(A) in [0, 1] as an 8-bit PNG."""
+    """Write float RGB(A) in [0, 1] as an 8-bit image, PNG unless the path says otherwise."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     cv2.imwrite(str(path), swap_red_blue(np.round(rgb * 255).astype(np.uint8)))
 
@@ -49,15 +51,16 @@ def random_image(rng, width=WIDTH, height=HEIGHT, channels=3):
     return rng.uniform(size=(height, width, channels))
 
 
-def write_colmap_scene(folder, count=6, ext=".bin", camera=None, image_size=(WIDTH, HEIGHT), seed=0):
+def write_colmap_scene(folder, count=6, ext=".bin", camera=None, image_size=(WIDTH, HEIGHT), seed=0,
+                       point_count=30, image_ext=".png"):
     """images/ and sparse/0 for count views; returns (poses, points)."""
     rng = np.random.default_rng(seed)
     camera = camera or ColmapCamera(1, "PINHOLE", WIDTH, HEIGHT, np.array([FOCAL, FOCAL + 1, 23.0, 17.0]))
     poses = camera_poses(count)
-    points = rng.uniform(-1, 1, size=(30, 3))
+    points = rng.uniform(-1, 1, size=(point_count, 3))
     images = {}
     for index, pose in enumerate(poses):
-        name = f"img_{index:03d}.png"
+        name = f"img_{index:03d}{image_ext}"
         write_png(folder / "images" / name, random_image(rng, *image_size))
         # Image ids in reverse order: the readers must sort by name, not by id.
         image_id = count - index
@@ -129,6 +132,23 @@ def test_bad_poses_bounds(tmp_path, content, message):
         np.save(path, content)
     with pytest.raises(DatasetError, match=f"poses_bounds.npy.*{message}"):
         load_poses_bounds(path)
+
+
+@pytest.mark.parametrize("factor, message", [
+    (np.diag([2.0, 2.0, 2.0]), "pose 1 is not a rotation (its columns stray 3 from orthonormal)"),
+    (np.diag([1.0, 1.0, -1.0]), "pose 1 is not a rotation but a mirroring (determinant -1)"),
+    (np.diag([1.0, 1.0, 1e-4]), "pose 1 is singular"),
+])
+def test_poses_bounds_rotations_must_be_rotations(tmp_path, factor, message):
+    """Scaled or mirrored cameras would render a distorted scene without a word."""
+    write_poses_bounds_scene(tmp_path, count=3, with_images=False)
+    data = np.load(tmp_path / "poses_bounds.npy")
+    pose = data[1, :15].reshape(3, 5)
+    pose[:, :3] = pose[:, :3] @ factor
+    data[1, :15] = pose.ravel()
+    np.save(tmp_path / "poses_bounds.npy", data)
+    with pytest.raises(DatasetError, match=re.escape(f"poses_bounds.npy: {message}")):
+        load_poses_bounds(tmp_path / "poses_bounds.npy")
 
 
 # ---- COLMAP scenes ----
@@ -282,6 +302,31 @@ def test_corrupt_and_missing_images(tmp_path):
         load_scene_info(str(tmp_path))
 
 
+def truncate(path, keep):
+    """Cut the file at path to its first keep bytes (negative: all but the last -keep)."""
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize("image_ext, keep, message", [
+    (".jpg", -200, "image data is truncated"),
+    (".jpg", -2, "image data is truncated"),
+    (".png", -200, "not a readable image"),
+])
+def test_truncated_image_is_an_error(tmp_path, image_ext, keep, message):
+    """cv2 decodes a truncated JPEG with grey rows where the data ends (only libjpeg's stderr says so)."""
+    write_colmap_scene(tmp_path, count=2, image_ext=image_ext)
+    assert len(load_scene_info(str(tmp_path), eval=False).train_cameras) == 2
+    truncate(tmp_path / "images" / f"img_001{image_ext}", keep)
+    with pytest.raises(DatasetError, match=re.escape(f"img_001{image_ext}: {message}")):
+        load_scene_info(str(tmp_path))
+
+
+def test_jpeg_smaller_than_eight_pixels(tmp_path):
+    """The completeness check decodes JPEG files at an eighth of their size, which must not round to nothing."""
+    write_colmap_scene(tmp_path, count=1, image_ext=".jpg", image_size=(6, 4))
+    assert load_scene_info(str(tmp_path), eval=False).train_cameras[0].image.shape == (HEIGHT, WIDTH, 3)
+
+
 # ---- Deblur-NeRF scenes ----
 
 def test_deblur_nerf_scene_without_colmap_model(tmp_path):
@@ -327,6 +372,23 @@ def test_deblur_nerf_scene_with_colmap_model(tmp_path):
     for camera in info.test_cameras:
         np.testing.assert_allclose(camera.world_to_camera, poses[int(camera.name[4:7])], atol=1e-12)
     assert len(info.point_cloud.points) == 30
+
+
+def test_deblur_nerf_photos_must_match_poses_with_colmap_model(tmp_path):
+    """poses_bounds.npy has one row per photo in name order, which the split follows: a photo more or less would
+    shift the split index of every later view, turning sharp test views into training views."""
+    write_colmap_scene(tmp_path, count=6)
+    write_poses_bounds_scene(tmp_path, count=6, with_images=False)
+    (tmp_path / "hold=3").touch()
+    write_png(tmp_path / "images" / "img_002b.png", np.zeros((HEIGHT, WIDTH, 3)))
+    with pytest.raises(DatasetError, match="poses_bounds.npy: 6 poses for 7 images in .*images.*images without a "
+                                           "COLMAP pose: img_002b.png$"):
+        load_scene_info(str(tmp_path))
+    os.remove(tmp_path / "images" / "img_002b.png")
+    os.remove(tmp_path / "images" / "img_004.png")
+    with pytest.raises(DatasetError, match="poses_bounds.npy: 6 poses for 5 images in .*images.*COLMAP images "
+                                           "missing from .*images: img_004.png$"):
+        load_scene_info(str(tmp_path))
 
 
 def test_pose_count_must_match_images(tmp_path):
@@ -386,6 +448,12 @@ def test_nerf_synthetic_scene(tmp_path, white_background):
     ("{not json", "not a readable JSON"),
     (json.dumps({"frames": []}), "camera_angle_x"),
     (json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "a"}]}), "frame 0 needs a finite 4x4"),
+    (json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "a", "transform_matrix": [
+        [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]}]}),
+     re.escape("frame 0's transform_matrix must end with the row [0, 0, 0, 1]")),
+    (json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "a", "transform_matrix": [
+        [1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]}),
+     "frame 0's transform_matrix is not a rotation but a mirroring"),
 ])
 def test_bad_transforms(tmp_path, content, message):
     (tmp_path / "transforms_train.json").write_text(content)
@@ -414,6 +482,100 @@ def test_unrecognised_and_missing_folders(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(DatasetError, match="unrecognised scene folder.*convert.py"):
         load_scene_info(str(tmp_path))
+
+
+# ---- broken datasets: one line naming the file from train.py, never a traceback ----
+
+def singular_pose_in_poses_bounds(folder):
+    write_poses_bounds_scene(folder, count=5)
+    data = np.load(folder / "poses_bounds.npy")
+    pose = data[3, :15].reshape(3, 5)
+    pose[:, 2] = pose[:, 0]
+    data[3, :15] = pose.ravel()
+    np.save(folder / "poses_bounds.npy", data)
+    return "poses_bounds.npy: pose 3 is singular"
+
+
+def image_width_below_one_pixel_in_poses_bounds(folder):
+    write_poses_bounds_scene(folder, count=4)
+    data = np.load(folder / "poses_bounds.npy")
+    data[2, 9] = 0.4  # the width entry of the [H, W, focal] column
+    np.save(folder / "poses_bounds.npy", data)
+    return "poses_bounds.npy: pose 2 has an image size under one pixel (height 32, width 0.4)"
+
+
+def singular_transform_matrix(folder):
+    rng = np.random.default_rng(0)
+    write_png(folder / "train" / "r_0.png", random_image(rng))
+    camera_to_world = np.eye(4)
+    camera_to_world[:3, 1] = 0.0
+    write_transforms(folder / "transforms_train.json",
+                     [{"file_path": "train/r_0", "transform_matrix": camera_to_world.tolist()}])
+    write_transforms(folder / "transforms_test.json",
+                     [{"file_path": "train/r_0", "transform_matrix": np.eye(4).tolist()}])
+    return "transforms_train.json: frame 0's transform_matrix is singular"
+
+
+def zero_focal_length_in_colmap_camera(folder):
+    write_colmap_scene(folder, count=3, camera=ColmapCamera(1, "PINHOLE", WIDTH, HEIGHT,
+                                                            np.array([0.0, FOCAL, 23.0, 17.0])))
+    return "cameras.bin: camera 1 has focal length 0.0"
+
+
+def nan_in_points3d_text(folder):
+    write_colmap_scene(folder, count=3, ext=".txt")
+    path = folder / "sparse" / "0" / "points3D.txt"
+    lines = path.read_text().splitlines()
+    assert lines[6].startswith("4 ")  # three comment lines, then points 1, 2, 3
+    fields = lines[6].split()
+    fields[2] = "nan"
+    lines[6] = " ".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    return "points3D.txt, line 7: point 4 has a non-finite position"
+
+
+def inf_in_points3d_binary(folder):
+    write_colmap_scene(folder, count=3)
+    model_folder = folder / "sparse" / "0"
+    cameras, images, points3d = read_model(model_folder)
+    points3d[5].xyz[2] = np.inf
+    write_model(model_folder, cameras, images, points3d, ext=".bin")
+    return "points3D.bin: point 5 has a non-finite position"
+
+
+def single_sfm_point(folder):
+    write_colmap_scene(folder, count=3, point_count=1)
+    return "points3D.bin: only 1 3D point"
+
+
+def truncated_jpeg(folder):
+    write_colmap_scene(folder, count=3, image_ext=".jpg")
+    truncate(folder / "images" / "img_002.jpg", -200)
+    return "img_002.jpg: image data is truncated"
+
+
+def extra_photo_beside_colmap_model(folder):
+    write_colmap_scene(folder, count=3)
+    write_poses_bounds_scene(folder, count=3, with_images=False)
+    write_png(folder / "images" / "img_000b.png", np.zeros((HEIGHT, WIDTH, 3)))
+    return "poses_bounds.npy: 3 poses for 4 images"
+
+
+@pytest.mark.parametrize("break_dataset", [
+    singular_pose_in_poses_bounds, image_width_below_one_pixel_in_poses_bounds, singular_transform_matrix,
+    zero_focal_length_in_colmap_camera, nan_in_points3d_text, inf_in_points3d_binary, single_sfm_point,
+    truncated_jpeg, extra_photo_beside_colmap_model,
+], ids=lambda break_dataset: break_dataset.__name__)
+def test_broken_dataset_ends_training_with_one_line_naming_the_file(tmp_path, capsys, break_dataset):
+    scene_folder = tmp_path / "scene"
+    scene_folder.mkdir()
+    expected = break_dataset(scene_folder)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["-s", str(scene_folder), "-m", str(tmp_path / "run"), "--device", "cpu", "--iterations", "1"])
+    message = exit_info.value.code
+    assert isinstance(message, str) and "\n" not in message
+    assert re.fullmatch(f"train.py: error: {re.escape(str(scene_folder) + os.sep)}.*{re.escape(expected)}.*", message)
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_scene_extent_is_3dgs_radius():
