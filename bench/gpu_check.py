@@ -20,10 +20,10 @@ says why. Prints one table and writes it as JSON (output/gpu_check/gpu_check.jso
 Only the standard library is imported here: the steps run in child processes of the same Python.
 """
 import argparse
+import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -131,19 +131,31 @@ def finish(step, code, seconds, timeout, figures=""):
     return step
 
 
+OUTCOMES = "PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS"
+
+
 def pytest_outcomes(log_path):
-    """Counts of each test outcome in a pytest -v log, readable also from a run cut off by its time limit."""
+    """Counts of each test outcome in a pytest -v log, readable also from a run cut off by its time limit, and the
+    names of the tests that failed. Lines read `path::test OUTCOME`, or `[gw0] [ 50%] OUTCOME path::test` from
+    pytest-xdist's workers."""
     with open(log_path, errors="replace") as file:
-        outcomes = re.findall(r"^\S+?::(.+?) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", file.read(), re.MULTILINE)
+        text = file.read()
+    outcomes = {name: outcome for name, outcome in re.findall(rf"^\S+?::(.+?) ({OUTCOMES})\b", text, re.MULTILINE)}
+    outcomes.update({name: outcome for outcome, name in
+                     re.findall(rf"^\[gw\d+\] \[\s*\d+%\] ({OUTCOMES}) \S+?::(.+?)\s*$", text, re.MULTILINE)})
     counts = {}
-    for _, outcome in outcomes:
+    for outcome in outcomes.values():
         counts[outcome.lower()] = counts.get(outcome.lower(), 0) + 1
-    failed = [name for name, outcome in outcomes if outcome in ("FAILED", "ERROR")]
+    failed = [name for name, outcome in outcomes.items() if outcome in ("FAILED", "ERROR")]
     return counts, failed
 
 
-def run_pytest(step, arguments, env, timeout):
-    """A pytest step: ok only where every selected test ran and passed (a skip on a GPU machine is a failure)."""
+def run_pytest(step, arguments, env, timeout, workers=1):
+    """A pytest step: ok only where every selected test ran and passed (a skip on a GPU machine is a failure).
+    With workers > 1 and pytest-xdist at hand, the tests run in that many processes, sharing the CPU cores."""
+    if workers > 1 and importlib.util.find_spec("xdist") is not None:
+        arguments = ["-n", str(workers), *arguments]
+        env = dict(env, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // workers)))
     code, seconds = run([sys.executable, "-m", "pytest", "-v", "-rfEsP", "-p", "no:cacheprovider", *arguments],
                         step.log, env, timeout)
     counts, failed = pytest_outcomes(step.log)
@@ -263,7 +275,9 @@ def run_bench(step, env, out_dir, with_gsplat, timeout):
 
 
 def run_training_parity(step, env, timeout):
-    run_pytest(step, [TRAINING_TESTS, "-k", LONG_TRAINING_TESTS], env, timeout)
+    """The three long trainings, side by side where pytest-xdist is at hand: each trains on the CPU, then on the
+    GPU."""
+    run_pytest(step, [TRAINING_TESTS, "-k", LONG_TRAINING_TESTS], env, timeout, workers=3)
     with open(step.log, errors="replace") as file:
         psnr = re.findall(r"(\w+): held-out PSNR ([\d.]+) dB on the CPU, ([\d.]+) dB on the GPU", file.read())
     if psnr:
@@ -332,11 +346,13 @@ def main():
     budget = Budget(args.budget)
     out_dir = os.path.abspath(args.out)
     wheels = os.path.abspath(args.wheels)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.makedirs(out_dir)
+    # Kept from an earlier run: gsplat's build in torch_extensions/, which a rerun on the same machine loads.
+    os.makedirs(out_dir, exist_ok=True)
 
     def step(name):
         created = Step(name, log=os.path.join(out_dir, name.replace(" ", "_") + ".log"))
+        if os.path.exists(created.log):
+            os.remove(created.log)
         steps.append(created)
         return created
 
@@ -382,12 +398,12 @@ def main():
 
     if gsplat_child is not None:
         # Whatever gsplat's compilation still needs, within what the benchmark and the steps after it leave.
-        code, seconds = gsplat_child.wait(budget.limit(420, 150))
+        code, seconds = gsplat_child.wait(budget.limit(420, 120))
         finish(gsplat, code, seconds, seconds, f"gsplat {GSPLAT_VERSION} compiled its CUDA code" if code == 0 else "")
-    attempt("rasterizer bench", 150, 60,
+    attempt("rasterizer bench", 120, 60,
             lambda current, limit: run_bench(current, env, out_dir, gsplat.status == "ok", limit))
     if os.path.isfile(os.path.join(REPOSITORY, "bench", "train_speed.py")):
-        attempt("train speed", 90, 30, lambda current, limit: run_train_speed(current, env, out_dir, limit))
+        attempt("train speed", 90, 0, lambda current, limit: run_train_speed(current, env, out_dir, limit))
     else:
         step("train speed").figures = "bench/train_speed.py is not in this tree"
     attempt("training parity", 600, 0, lambda current, limit: run_training_parity(current, env, limit))
