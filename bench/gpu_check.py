@@ -222,12 +222,15 @@ def build_rasterizer(step, env, timeout):
     command = [sys.executable, "-m", "pip", "install", "-v", "--no-index", "--no-deps", "--no-build-isolation",
                "./submodules/rasterizer"]
     code, seconds = run(command, step.log, env, timeout)
+    figures = ""
     if code == 0:
         check = "import gaussian_rasterizer as g; b = g.available_backends(); print(b); assert 'cuda' in b, b"
         with open(step.log, "a") as file:
             code = subprocess.run([sys.executable, "-c", check], cwd=REPOSITORY, env=env, stdout=file,
                                   stderr=subprocess.STDOUT).returncode
-    finish(step, code, seconds, timeout, f"CUDA backend built for {env['TORCH_CUDA_ARCH_LIST']}" if code == 0 else "")
+        figures = (f"CUDA backend built for {env['TORCH_CUDA_ARCH_LIST']}" if code == 0 else
+                   f"installed without its CUDA backend, see {os.path.basename(step.log)}")
+    finish(step, code, seconds, timeout, figures)
 
 
 def start_gsplat_build(log_path, env):
