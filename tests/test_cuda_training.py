@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from blur_helpers import SHORT_SCHEDULE as BLUR_SCHEDULE
+from blur_helpers import random_params, randomise_weights, set_lens, tiny_camera
 from gaussian_rasterizer import available_backends
-from test_blur import SHORT_SCHEDULE as BLUR_SCHEDULE
-from test_blur import random_params, randomise_weights, set_lens, tiny_camera
 from test_training import SHORT_SCHEDULE as TRAINING_SCHEDULE
 from test_training import gaussians_at
 from tiny_scene import camera_at
