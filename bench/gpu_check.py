@@ -13,7 +13,8 @@ Steps, in this order:
   training tests     tests/test_cuda_training.py without the long CPU-against-GPU trainings
   rasterizer bench   bench/rasterizer.py, ours and gsplat at 1M and 3M Gaussians at 1920x1080
   train speed        bench/train_speed.py on the GPU
-  training parity    the long CPU-against-GPU trainings of tests/test_cuda_training.py, in the time left
+  training parity    the long CPU-against-GPU trainings of tests/test_cuda_training.py, in the time left (side by
+                     side where pytest-xdist is installed)
 
 Each step has its own time limit, cut to what the budget leaves for the steps after it; a step that cannot run
 says why. Prints one table and writes it as JSON (output/gpu_check/gpu_check.json), each step's log beside it.
