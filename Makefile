@@ -14,7 +14,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC := $(CUDA_HOME)/bin/nvcc
 export CUDA_HOME
 
-.PHONY: demo test setup browser native-test python-test bench bench-data clean
+.PHONY: demo test setup browser native-test python-test bench bench-data gpu-wheels gpu-check clean
 
 demo: setup
 	$(PY) demo.py --out output/demo
@@ -60,6 +60,26 @@ bench: setup
 # The synthetic benchmark suite: 4 layouts x {defocus, motion}, regenerated only where missing or changed.
 bench-data: setup
 	$(PY) -m scene.synthetic --suite bench --out data/bench
+
+# Everything that needs a CUDA device, in one run of at most 8 minutes on one H100 or H200, builds included; it
+# prints one table and writes output/gpu_check/. It works offline and never installs torch: GPU_PYTHON must hold
+# a CUDA build of torch, and gets gsplat and whatever else it lacks from $(GPU_WHEELS), made beforehand by
+# `make gpu-wheels` on a machine that reaches PyPI.
+GPU_PYTHON ?= python3
+GPU_WHEELS := .gpu-wheels
+
+gpu-check:
+	$(GPU_PYTHON) bench/gpu_check.py --wheels $(GPU_WHEELS)
+
+gpu-wheels: $(GPU_WHEELS)/.stamp
+
+# Pure-Python wheels (and ninja's, for any Python) of the pinned versions, each without its dependencies: the
+# list holds them all.
+$(GPU_WHEELS)/.stamp: bench/gpu_wheels.txt | $(PY)
+	rm -rf $(GPU_WHEELS)
+	$(PIP) download --no-deps --only-binary=:all: --python-version 3.10 --platform manylinux2014_x86_64 \
+		--platform manylinux_2_17_x86_64 -d $(GPU_WHEELS) -r bench/gpu_wheels.txt
+	touch $@
 
 clean:
 	rm -rf $(NATIVE_BUILD) output

@@ -3,7 +3,9 @@
     python bench/rasterizer.py [--json PATH] [--backends reference,cpu,cuda,gsplat] [--workloads ...]
 
 Workloads are fixed and seeded: `cpu-64k-640x480` for the CPU backends, and
-`gpu-1m-1080p` and `gpu-3m-1080p` for the GPU ones. Each (backend, workload)
+`gpu-1m-1080p` and `gpu-3m-1080p` for the GPU ones. `gsplat` is gsplat's
+rasterization() on the same scenes with the same settings (see gsplat_renderer);
+`make gpu-check` installs gsplat 1.5.3 for it. Each (backend, workload)
 runs in its own process so that its peak memory is its own. Times are medians
 over repeated runs after a warm-up; CUDA times are taken between device
 synchronisations.
@@ -68,16 +70,21 @@ def our_renderer(backend, scene, view, intrinsics):
 
 
 def gsplat_renderer(scene, view, intrinsics):
+    """gsplat's rasterization() set up as ours renders: the same pinhole camera, near and far planes, 16-pixel
+    tiles, 0.3 px^2 added to every screen covariance, SH colours offset by 0.5 and clamped at 0, a black
+    background, and colour, expected depth and alpha all rendered. Per-Gaussian (unpacked) buffers, as ours."""
     import gsplat
+    from gaussian_rasterizer import Camera
 
-    K = torch.tensor([[intrinsics["fx"], 0, intrinsics["cx"]], [0, intrinsics["fy"], intrinsics["cy"]], [0, 0, 1]],
-                     device=view.device)
+    camera = Camera(view, **intrinsics)
+    K = torch.tensor([[camera.fx, 0, camera.cx], [0, camera.fy, camera.cy], [0, 0, 1]], device=view.device)
 
     def render(params):
         colors, _, _ = gsplat.rasterization(
             params["means"], params["rotations"], params["scales"], params["opacities"][:, 0], params["sh_coeffs"],
-            view[None], K[None], intrinsics["width"], intrinsics["height"], sh_degree=3)
-        return colors[0].permute(2, 0, 1)
+            view[None], K[None], camera.width, camera.height, near_plane=camera.near, far_plane=camera.far, eps2d=0.3,
+            sh_degree=3, packed=False, tile_size=16, render_mode="RGB+ED", rasterize_mode="classic")
+        return colors[0, :, :, :3].permute(2, 0, 1)
     return render
 
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from blur_helpers import SHORT_SCHEDULE, random_params, randomise_weights, set_lens, tiny_camera
 
 import demo
 import render as render_cli
@@ -30,7 +31,7 @@ from blur import (
 )
 from blur.augmentation import augmentation_count, robust_bounds
 from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
-from blur.model import LENS_INITIAL_BLUR_PIXELS, LENS_INITIAL_FOCUS, input_size
+from blur.model import input_size
 from gaussian_rasterizer.reference import project, quaternion_to_matrix
 from gaussian_renderer import raster_camera, render
 from scene.cameras import Camera
@@ -42,46 +43,10 @@ from scene.gaussian_model import (
     quaternion_to_rotation_matrix,
 )
 from scene.scene import point_cloud_path
-from tiny_scene import FOCAL, camera_at, gaussian_params, random_unit_quaternions
-
-# Schedules shrunk to a few dozen iterations: densification, the KNN augmentation and SH growth all happen.
-SHORT_SCHEDULE = [
-    "--device", "cpu",
-    "--sh_degree", "1",
-    "--sh_degree_interval", "10",
-    "--densify_from_iter", "5",
-    "--densify_until_iter", "35",
-    "--densification_interval", "5",
-    "--knn_iteration", "25",
-    "--knn_rate", "0.25",
-    "--position_lr_max_steps", "40",
-]
-
+from tiny_scene import FOCAL
 
 def default_opt():
     return OptimizationParams.extract(Namespace())
-
-
-def random_params(count=300, seed=0, sh_degree=1):
-    rng = np.random.default_rng(seed)
-    colors = rng.uniform(0.1, 0.9, size=(count, 3))
-    means = rng.uniform(-1.0, 1.0, size=(count, 3))
-    scales = rng.uniform(0.03, 0.15, size=(count, 3))
-    rotations = random_unit_quaternions(rng, count)
-    return gaussian_params(means, scales, rotations, rng.uniform(0.5, 0.9, size=(count, 1)), colors, sh_degree)
-
-
-def tiny_camera(angle_degrees=10.0):
-    angle = np.radians(angle_degrees)
-    return camera_at(4.0 * np.array([np.sin(angle), -0.3, -np.cos(angle)]))
-
-
-def randomise_weights(blur_model, std, seed=0):
-    """Weights far from their initialisation, so that the MLP's outputs spread over and beyond the clamp range."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in blur_model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
 
 
 # ---- the MLP ----
@@ -143,16 +108,6 @@ def test_defocus_never_shrinks_a_gaussian():
         assert blurred.opacities is params.opacities and blurred.sh_coeffs is params.sh_coeffs
     # With these weights the factors reach both ends of the clamp range.
     assert scale_factors.min().item() == 1.0 and scale_factors.max().item() == pytest.approx(1.1)
-
-
-def set_lens(blur_model, blur_pixels, relative_focus):
-    """Give every view the same lens: blur_pixels per unit of |median depth / depth - median depth / focus|, focus
-    at relative_focus times the median depth."""
-    last = blur_model.lens_network[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor([np.log(blur_pixels / LENS_INITIAL_BLUR_PIXELS),
-                                      np.log(LENS_INITIAL_FOCUS / relative_focus)]))
 
 
 def covariances(params):

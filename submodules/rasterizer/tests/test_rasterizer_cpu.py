@@ -215,31 +215,45 @@ def test_bad_input_names_the_argument(case, backend):
         rasterize_gaussians(backend=backend, **args)
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-@pytest.mark.parametrize("name", ["means", "scales", "rotations", "opacities", "sh_coeffs", "background",
-                                  "features", "camera.world_to_camera"])
-def test_a_non_finite_entry_names_its_tensor(name, value):
-    args = good_args()
-    args["background"] = torch.zeros(3)
+NON_FINITE_NAMES = ["means", "scales", "rotations", "opacities", "sh_coeffs", "background", "features",
+                    "camera.world_to_camera"]
+
+
+def args_with_a_non_finite_entry(name, value, device="cpu"):
+    """good_args() on device, with a background, and value in the last entry of the tensor called name."""
+    args = {key: arg.to(device) if isinstance(arg, torch.Tensor) else arg for key, arg in good_args().items()}
+    args["background"] = torch.zeros(3, device=device)
     if name == "features":
         args.pop("sh_coeffs")
-        args["features"] = torch.ones(5, 3)
+        args["features"] = torch.ones(5, 3, device=device)
+    pose = args["camera"].world_to_camera.to(device, copy=True)
     if name == "camera.world_to_camera":
-        pose = args["camera"].world_to_camera.clone()
         pose[1, 2] = value
-        args["camera"] = with_camera(world_to_camera=pose)
     else:
         args[name] = args[name].clone()
         args[name].view(-1)[-1] = value
+    args["camera"] = with_camera(world_to_camera=pose)
+    return args
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("name", NON_FINITE_NAMES)
+def test_a_non_finite_entry_names_its_tensor(name, value):
     with pytest.raises(ValueError, match=rf"^{re.escape(name)} contains NaN or Inf"):
-        rasterize_gaussians(backend="cpu", **args)
+        rasterize_gaussians(backend="cpu", **args_with_a_non_finite_entry(name, value))
+
+
+def largest_finite_args(device="cpu"):
+    """good_args() on device, its SH coefficients all at the largest float32: summed in float32, they would
+    overflow to Inf."""
+    args = {key: arg.to(device) if isinstance(arg, torch.Tensor) else arg for key, arg in good_args().items()}
+    args["sh_coeffs"] = torch.full_like(args["sh_coeffs"], torch.finfo(torch.float32).max)
+    args["camera"] = with_camera(world_to_camera=args["camera"].world_to_camera.to(device))
+    return args
 
 
 def test_the_largest_finite_values_pass_the_finiteness_check():
-    # Summed in float32, these would overflow to Inf.
-    args = good_args()
-    args["sh_coeffs"] = torch.full_like(args["sh_coeffs"], torch.finfo(torch.float32).max)
-    assert check_inputs(background=None, features=None, **args) == 3
+    assert check_inputs(background=None, features=None, **largest_finite_args()) == 3
 
 
 def faint_gaussian(generator):
@@ -253,12 +267,15 @@ def faint_gaussian(generator):
     }
 
 
-def test_tiles_of_a_faint_gaussian_hold_every_pixel_it_reaches():
-    """Binning uses the box where alpha can reach 1/255: each pixel clearly above that renders, and faint
-    Gaussians are binned to fewer tiles than their 3-sigma discs touch."""
+def faint_gaussian_tiles(backend, native, device="cpu"):
+    """Renders 100 faint Gaussians one at a time with backend, checking that each pixel clearly above alpha 1/255
+    renders and none clearly below. Returns the tiles that native's preprocess binned them to and the tiles of
+    their 3-sigma squares, each summed over the Gaussians."""
     generator = torch.Generator().manual_seed(5)
     camera64 = look_at_camera(64, 48, dtype=torch.float64)
     camera = look_at_camera(64, 48)
+    camera = Camera(camera.world_to_camera.to(device), camera.fx, camera.fy, camera.cx, camera.cy, camera.width,
+                    camera.height, camera.near, camera.far)
     ys, xs = torch.meshgrid(torch.arange(48, dtype=torch.float64) + 0.5, torch.arange(64, dtype=torch.float64) + 0.5,
                             indexing="ij")
     box_tiles = square_tiles = 0
@@ -271,22 +288,30 @@ def test_tiles_of_a_faint_gaussian_hold_every_pixel_it_reaches():
         power = -0.5 * torch.einsum("hwi,ij,hwj->hw", d, conic, d)
         alpha = gaussian["opacities"][0, 0] * torch.exp(power)
 
-        float32 = {name: value.float() for name, value in gaussian.items()}
-        rendered = rasterize_gaussians(**float32, camera=camera, features=torch.ones(1, 1), backend="cpu")
+        float32 = {name: value.float().to(device) for name, value in gaussian.items()}
+        rendered = rasterize_gaussians(**float32, camera=camera, features=torch.ones(1, 1, device=device),
+                                       backend=backend)
         assert rendered.radii[0] > 0
-        reached = rendered.image[0].double()
+        reached = rendered.image[0].double().cpu()
         assert torch.all(reached[alpha > 1.05 * reference.MIN_ALPHA] > 0)
         assert torch.all(reached[alpha < 0.95 * reference.MIN_ALPHA] == 0)
 
-        _, _, _, _, _, tiles_touched, _ = _cpu.preprocess_forward(
+        _, _, _, _, _, tiles_touched, _ = native.preprocess_forward(
             float32["means"], float32["scales"], float32["rotations"], float32["opacities"].view(-1),
-            torch.empty(0), camera.world_to_camera, camera.fx, camera.fy, camera.cx, camera.cy, camera.width,
-            camera.height, camera.near, camera.far, 0, False)
-        square_min, square_max = reference.tile_rects(rendered.means2d.detach(), rendered.radii.float()[:, None],
-                                                      4, 3)
+            float32["means"].new_empty(0), camera.world_to_camera, camera.fx, camera.fy, camera.cx, camera.cy,
+            camera.width, camera.height, camera.near, camera.far, 0, False)
+        square_min, square_max = reference.tile_rects(rendered.means2d.detach().cpu(),
+                                                      rendered.radii.float().cpu()[:, None], 4, 3)
         box_tiles += int(tiles_touched[0])
         square_tiles += int((square_max - square_min).prod())
         assert box_tiles <= square_tiles
+    return box_tiles, square_tiles
+
+
+def test_tiles_of_a_faint_gaussian_hold_every_pixel_it_reaches():
+    """Binning uses the box where alpha can reach 1/255: each pixel clearly above that renders, and faint
+    Gaussians are binned to fewer tiles than their 3-sigma discs touch."""
+    box_tiles, square_tiles = faint_gaussian_tiles("cpu", _cpu)
     # 929 against 1102 tiles with this seed, on an image only 4 x 3 tiles large.
     assert box_tiles < 0.9 * square_tiles
 

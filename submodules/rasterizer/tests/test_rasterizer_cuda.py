@@ -1,10 +1,24 @@
 """The CUDA backend against the CPU backend; skipped where no GPU is present."""
+import math
+import re
+
 import pytest
 import torch
 from scenes import random_scene, render_with_grads
-from test_rasterizer_cpu import CASES, assert_forward_close, assert_gradients_close, edge_scenes
+from test_rasterizer_cpu import (
+    CASES,
+    NON_FINITE_NAMES,
+    args_with_a_non_finite_entry,
+    assert_forward_close,
+    assert_gradients_close,
+    edge_scenes,
+    faint_gaussian_tiles,
+    largest_finite_args,
+)
 
 from gaussian_rasterizer import available_backends, rasterize_gaussians
+from gaussian_rasterizer.checks import check_inputs
+from gaussian_rasterizer.rasterize import _cpu, _cuda
 
 pytestmark = pytest.mark.skipif("cuda" not in available_backends(), reason="needs a GPU and the CUDA backend")
 
@@ -56,3 +70,24 @@ def test_cuda_nan_input_is_a_value_error():
     scene["means"][0, 0] = float("nan")
     with pytest.raises(ValueError, match="means"):
         rasterize_gaussians(backend="cuda", **{k: v for k, v in scene.items() if k != "background"})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("name", NON_FINITE_NAMES)
+def test_cuda_non_finite_entry_names_its_tensor(name, value):
+    with pytest.raises(ValueError, match=rf"^{re.escape(name)} contains NaN or Inf"):
+        rasterize_gaussians(backend="cuda", **args_with_a_non_finite_entry(name, value, "cuda"))
+
+
+def test_cuda_the_largest_finite_values_pass_the_finiteness_check():
+    assert check_inputs(background=None, features=None, **largest_finite_args("cuda")) == 3
+
+
+def test_cuda_bins_faint_gaussians_to_their_alpha_boxes_like_the_cpu():
+    box_tiles, square_tiles = faint_gaussian_tiles("cuda", _cuda, "cuda")
+    cpu_box_tiles, _ = faint_gaussian_tiles("cpu", _cpu)
+    assert box_tiles < 0.9 * square_tiles
+    # A box's half-widths are whole pixels rounded up from float32 arithmetic, which nvcc contracts into fused
+    # multiply-adds: a half-width that lands on a whole number can round up on one device only and move that
+    # Gaussian's count by one row or column of tiles.
+    assert abs(box_tiles - cpu_box_tiles) <= 0.02 * cpu_box_tiles
