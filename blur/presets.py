@@ -85,15 +85,18 @@ def as_arguments(options):
     return tokens
 
 
-def scaled_schedule(iterations):
-    """The official 20 000-iteration schedule (densification window, KNN augmentation, SH degree steps, position
-    learning-rate decay) compressed to `iterations`, for CPU-scale runs."""
+def scaled_schedule(iterations, schedule=None, schedule_iterations=OFFICIAL_ITERATIONS):
+    """A schedule of options counted in iterations, written for a run of schedule_iterations, compressed to
+    `iterations`; by default the official 20 000-iteration one (densification window, KNN augmentation, SH degree
+    steps, position learning-rate decay), for CPU-scale runs. An option at 0 (off, or "follow --iterations") stays
+    0."""
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
-    fraction = iterations / OFFICIAL_ITERATIONS
-    schedule = {name: max(1, round(value * fraction)) for name, value in OFFICIAL_SCHEDULE.items()}
-    schedule["iterations"] = iterations
-    return schedule
+    fraction = iterations / schedule_iterations
+    full = OFFICIAL_SCHEDULE if schedule is None else schedule
+    scaled = {name: max(1, round(value * fraction)) if value else 0 for name, value in full.items()}
+    scaled["iterations"] = iterations
+    return scaled
 
 
 def cpu_scale_options(iterations):
