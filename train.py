@@ -160,8 +160,9 @@ def adaptive_density_control(iteration, gaussians, opt, scene_extent, white_back
                 f"every Gaussian was pruned at iteration {iteration}; lower --min_opacity or --max_screen_size"
             )
     # As in 3DGS, white-background scenes get one extra reset when densification starts. A reset lowers every
-    # opacity to 0.01, so none comes in the last opacity_reset_interval iterations: the opacities get at least the
-    # time to recover that 3DGS gives them before its next reset, instead of a model saved nearly transparent.
+    # opacity to 0.01, so none comes in the last opacity_reset_interval iterations, the time 3DGS gives opacities
+    # to recover before its next reset. (Vanilla on the tiny defocus scene, 1000 iterations: a reset at the last
+    # one left 6.6 dB of held-out PSNR, one 50 iterations before the end 21.0 dB, none 21.4 dB.)
     if opt.opacity_reset_interval and iteration <= opt.iterations - opt.opacity_reset_interval and (
         iteration % opt.opacity_reset_interval == 0 or (white_background and iteration == opt.densify_from_iter)
     ):
