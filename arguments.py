@@ -85,7 +85,8 @@ class PipelineParams(ParamGroup):
 class OptimizationParams(ParamGroup):
     title = "Optimization Parameters"
     options = (
-        Option("iterations", 30_000, "number of training iterations"),
+        Option("iterations", 30_000, "number of training iterations; fewer than the default compress the rest of the "
+               "schedule alike, except the options given explicitly"),
         Option("position_lr_init", 0.00016, "initial position learning rate, times the scene extent"),
         Option("position_lr_final", 0.0000016, "final position learning rate, times the scene extent"),
         Option("position_lr_delay_steps", 0, "length of a warm-up ramp of the position learning rate; 0: none"),

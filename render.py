@@ -25,6 +25,7 @@ from scene.colmap_model import qvec_to_rotmat, rotmat_to_qvec
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import ModelFolderError, Scene
+from utils.atomic_file import atomic_write
 from viewer import Viewer, ViewerError, load_viewer_scene
 from viewer.frames import to_uint8
 
@@ -326,7 +327,7 @@ def rendering(args):
             backend=device.type if pipe.backend == "auto" else pipe.backend,
             views="test" if scene.test_cameras else "train",
         )
-        with open(os.path.join(args.model_path, "fps.json"), "w") as file:
+        with atomic_write(os.path.join(args.model_path, "fps.json"), "w") as file:
             json.dump(speed, file, indent=2)
         print(
             f"Rendering speed: {speed['fps']:.1f} FPS (median of {speed['timed_frames']} frames, "

@@ -107,20 +107,25 @@ def as_arguments(options):
     return tokens
 
 
-def scaled_schedule(iterations, knn_augmentation=True):
-    """The official 20 000-iteration schedule (densification window, KNN augmentation, SH degree steps, position
-    learning-rate decay) compressed to `iterations`, for CPU-scale runs. Without knn_augmentation it leaves out the
-    KNN iteration, which as an option would turn the augmentation back on for a run that skips it."""
+def scaled_schedule(iterations, schedule=None, schedule_iterations=OFFICIAL_ITERATIONS):
+    """A schedule of options counted in iterations, written for a run of schedule_iterations, compressed to
+    `iterations`; by default the official 20 000-iteration one (densification window, KNN augmentation, SH degree
+    steps, position learning-rate decay), for CPU-scale runs. An option at 0 (off, or "follow --iterations") stays
+    0."""
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
-    fraction = iterations / OFFICIAL_ITERATIONS
-    schedule = {name: max(1, round(value * fraction)) for name, value in OFFICIAL_SCHEDULE.items()
-                if knn_augmentation or name != "knn_iteration"}
-    schedule["iterations"] = iterations
-    return schedule
+    fraction = iterations / schedule_iterations
+    full = OFFICIAL_SCHEDULE if schedule is None else schedule
+    scaled = {name: max(1, round(value * fraction)) if value else 0 for name, value in full.items()}
+    scaled["iterations"] = iterations
+    return scaled
 
 
 def cpu_scale_options(iterations, knn_augmentation=True):
-    """scaled_schedule(iterations, knn_augmentation) with a densification threshold that keeps CPU training
-    affordable."""
-    return dict(scaled_schedule(iterations, knn_augmentation), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)
+    """scaled_schedule(iterations) with a densification threshold that keeps CPU training affordable. Without
+    knn_augmentation it leaves out the KNN iteration, which as an option would turn the augmentation back on for a
+    run that skips it."""
+    options = dict(scaled_schedule(iterations), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)
+    if not knn_augmentation:
+        del options["knn_iteration"]
+    return options

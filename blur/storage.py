@@ -9,6 +9,7 @@ from arguments import ConfigFileError, read_cfg_args
 from blur.camera_shake import CameraShake
 from blur.model import BlurModel
 from scene.scene import point_cloud_path, saved_iterations
+from utils.atomic_file import atomic_write
 
 BLUR_MODEL_FILE = "blur_model.pth"
 
@@ -47,8 +48,8 @@ def blur_model_from_state(state, device, source):
 
 
 def save_blur_model(blur_model, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(blur_model_state(blur_model), path)
+    with atomic_write(path) as file:
+        torch.save(blur_model_state(blur_model), file)
 
 
 def load_blur_model(model_path, iteration=None, device="cpu"):

@@ -10,6 +10,8 @@ import torch
 from plyfile import PlyData, PlyElement
 from sklearn.neighbors import NearestNeighbors
 
+from utils.atomic_file import atomic_write
+
 SH_C0 = 0.28209479177387814
 
 
@@ -403,7 +405,6 @@ class GaussianModel:
         )
 
     def save_ply(self, path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         xyz = self._xyz.detach().cpu().numpy()
         # Channel-major SH layout: all coefficients of red, then green, then blue.
         f_dc = self._features_dc.detach().transpose(1, 2).flatten(start_dim=1).cpu().numpy()
@@ -422,7 +423,8 @@ class GaussianModel:
         )
         record = np.dtype([(name, "<f4") for name in self.ply_attribute_names()])
         vertices = np.ascontiguousarray(columns, dtype="<f4").view(record).reshape(-1)
-        PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(path)
+        with atomic_write(path) as file:
+            PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(file)
 
     def load_ply(self, path):
         """Load Gaussians saved by save_ply or any tool using the 3DGS layout; the SH degree is taken from the file

@@ -9,6 +9,7 @@ from plyfile import PlyData, PlyElement
 
 from scene.cameras import Camera
 from scene.dataset_readers import load_scene_info
+from utils.atomic_file import atomic_write
 
 
 class ModelFolderError(ValueError):
@@ -84,7 +85,8 @@ def write_point_cloud_ply(path, point_cloud):
         vertices[name] = points[:, axis]
     for channel, name in enumerate(("red", "green", "blue")):
         vertices[name] = colors[:, channel]
-    PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(path)
+    with atomic_write(path) as file:
+        PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(file)
 
 
 def write_cameras_json(path, camera_infos):
@@ -102,5 +104,5 @@ def write_cameras_json(path, camera_infos):
             "fy": float(info.fy),
             "fx": float(info.fx),
         })
-    with open(path, "w") as file:
+    with atomic_write(path, "w") as file:
         json.dump(entries, file, indent=1)

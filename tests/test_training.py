@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+import render as render_cli
 import train
+from arguments import read_cfg_args
+from blur import scaled_schedule
 from gaussian_renderer import render, total_blending_weights
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
@@ -229,3 +232,102 @@ def test_min_contribution_prunes_what_the_training_views_barely_see(tiny_scene, 
                       "--min_contribution", "1e9"] + SHORT_SCHEDULE, capsys, "--min_contribution 1e+09",
                      "every Gaussian")
     expect_cli_error(["-s", tiny_scene, "--min_contribution", "-1"], capsys, "--min_contribution")
+
+
+def test_eval_scores_the_last_iteration_whatever_test_iterations_says(tiny_scene, tmp_path):
+    # The default --test_iterations, 3DGS's 7000 and 30000, lie beyond a shorter run.
+    assert train.parse_args(["-s", tiny_scene, "--iterations", "600"])[0].test_iterations == [600, 7_000, 30_000]
+    model_path = str(tmp_path / "run")
+    train.main(["-s", tiny_scene, "-m", model_path, "--eval", "--hold", "4", "--iterations", "10",
+                "--test_iterations", "5", "--checkpoint_interval", "0"] + SHORT_SCHEDULE)
+    assert sorted(name for name in os.listdir(model_path) if name.startswith("results_")) == [
+        "results_10.json", "results_5.json"]
+
+
+def test_a_shorter_run_compresses_the_schedule(tiny_scene):
+    def parsed(*options):
+        return train.parse_args(["-s", tiny_scene, *options])[0]
+
+    schedule = ("densify_from_iter", "densify_until_iter", "opacity_reset_interval", "sh_degree_interval",
+                "densification_interval", "position_lr_max_steps")
+    full = parsed()
+    assert [getattr(full, name) for name in schedule] == [500, 15_000, 3000, 1000, 100, 0]
+    # 3DGS's schedule a tenth as long: its four opacity resets end by 1200, densification by 1500, the position
+    # learning rate still decays over --iterations (0), and the interval between densifications stays.
+    short = parsed("--iterations", "3000")
+    assert [getattr(short, name) for name in schedule] == [50, 1500, 300, 100, 100, 0]
+    typed = parsed("--iterations", "3000", "--densify_until_iter", "2900", "--opacity_reset_interval", "0")
+    assert [getattr(typed, name) for name in schedule] == [50, 2900, 0, 100, 100, 0]
+    assert [getattr(parsed("--iterations", "40000"), name) for name in schedule] == [500, 15_000, 3000, 1000, 100, 0]
+
+    # A deblurring run compresses the official 20 000-iteration schedule, which has no opacity reset.
+    deblurring = parsed("--config", "synthetic_defocus", "--blur_model", "official", "--iterations", "2000")
+    assert {name: getattr(deblurring, name) for name in scaled_schedule(2000)} == scaled_schedule(2000)
+    assert deblurring.opacity_reset_interval == 0
+    # The default defocus model skips the KNN augmentation, at any length.
+    assert parsed("--config", "synthetic_defocus", "--iterations", "2000").knn_iteration == 0
+
+
+def test_no_opacity_reset_at_the_end_of_training(tiny_scene, tmp_path):
+    # This schedule resets every opacity to 0.01 at iteration 60, the last one: the saved model would be almost
+    # transparent (a mean alpha of 0.02 over the training views, against 0.25 without the reset).
+    model_path = str(tmp_path / "run")
+    argv = ["-s", tiny_scene, "-m", model_path, "--checkpoint_interval", "0"] + SHORT_SCHEDULE + [
+        "--iterations", "60", "--opacity_reset_interval", "60", "--densify_until_iter", "100"]
+    train.main(argv)
+    dataset = train.parse_args(argv)[1]
+    gaussians = GaussianModel(dataset.sh_degree)
+    scene = Scene(dataset, gaussians, load_iteration=60)
+    with torch.no_grad():
+        alpha = torch.stack([render(camera, gaussians.render_params(), torch.zeros(3)).alpha.mean()
+                             for camera in scene.train_cameras]).mean()
+    assert gaussians.get_opacity.max() > 0.1
+    assert alpha > 0.1
+
+
+def test_a_run_removes_the_temporaries_of_interrupted_writes(tiny_scene, tmp_path):
+    model_path = tmp_path / "run"
+    snapshot = model_path / "point_cloud" / "iteration_5"
+    snapshot.mkdir(parents=True)
+    stale = [model_path / ".chkpnt100.pth.k3v_9qzx.tmp", snapshot / ".point_cloud.ply.0f3a9c21.tmp"]
+    kept = [model_path / "notes.tmp", model_path / ".chkpnt100.pth.tmp", snapshot / "notes.txt"]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    train.main(["-s", tiny_scene, "-m", str(model_path), "--iterations", "2", "--checkpoint_interval", "0"]
+               + SHORT_SCHEDULE)
+    assert [path for path in stale if path.exists()] == []
+    assert all(path.exists() for path in kept)
+
+
+def test_every_output_appears_whole(tiny_scene, tmp_path, monkeypatch):
+    """Each file of a run is written beside its place and renamed into it once complete, so that a run killed
+    mid-write leaves the previous version whole."""
+    model_path = str(tmp_path / "run")
+    renamed = set()
+    rename = os.replace
+
+    def recording_rename(source, destination):
+        renamed.add(os.path.relpath(destination, model_path))
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "replace", recording_rename)
+    train.main(["-s", tiny_scene, "-m", model_path, "--blur", "defocus", "--knn_iteration", "0", "--eval", "--hold",
+                "4", "--iterations", "4", "--checkpoint_iterations", "4", "--checkpoint_interval", "0"]
+               + SHORT_SCHEDULE)
+    render_cli.main(["-m", model_path, "--skip_train", "--skip_test", "--fps_warmup", "0", "--fps_frames", "2"])
+    snapshot = os.path.join("point_cloud", "iteration_4")
+    assert renamed >= {"cfg_args", "input.ply", "cameras.json", os.path.join(snapshot, "point_cloud.ply"),
+                       os.path.join(snapshot, "blur_model.pth"), "chkpnt4.pth", "results_4.json", "fps.json"}
+
+
+def test_resume_keeps_the_recorded_arguments_of_the_run(tiny_scene, tmp_path):
+    model_path = str(tmp_path / "run")
+    common = ["-s", tiny_scene, "-m", model_path, "--checkpoint_interval", "5"] + SHORT_SCHEDULE
+    train.main(common + ["--iterations", "5"])
+    with open(os.path.join(model_path, "cfg_args")) as file:
+        recorded = file.read()
+    train.main(common + ["--iterations", "10", "--resume"])
+    assert os.path.isfile(point_cloud_path(model_path, 10))
+    with open(os.path.join(model_path, "cfg_args")) as file:
+        assert file.read() == recorded
+    assert read_cfg_args(model_path).resume is False
