@@ -369,18 +369,15 @@ SPLAT_HD Sym2 inverse(Sym2 c) {
     return {c.c * inv_det, -c.b * inv_det, c.a * inv_det};
 }
 
-// d(conic) -> d(cov2d), both as full-matrix gradients: dCov = -Q dQ Q.
+// d(conic) -> d(cov2d), both as full-matrix gradients. The textbook form
+// dCov = -Q dQ Q loses the gradient along the long axis of a thin ellipse in
+// float32; for symmetric 2x2 matrices it equals det(Q) adj(dQ) - <dQ, Q> Q,
+// which stays accurate there.
 SPLAT_HD Sym2 inverse_vjp(Sym2 conic, Sym2 d_conic) {
-    const float qa = conic.a, qb = conic.b, qc = conic.c;
-    const float ga = d_conic.a, gb = d_conic.b, gc = d_conic.c;
-    // Q dQ
-    const float m00 = qa * ga + qb * gb, m01 = qa * gb + qb * gc;
-    const float m10 = qb * ga + qc * gb, m11 = qb * gb + qc * gc;
-    Sym2 r;
-    r.a = -(m00 * qa + m01 * qb);
-    r.b = -(m00 * qb + m01 * qc);
-    r.c = -(m10 * qb + m11 * qc);
-    return r;
+    const float det = determinant(conic);
+    const float inner = conic.a * d_conic.a + 2.f * conic.b * d_conic.b + conic.c * d_conic.c;
+    return {det * d_conic.c - inner * conic.a, -det * d_conic.b - inner * conic.b,
+            det * d_conic.a - inner * conic.c};
 }
 
 // Three standard deviations of the major axis, in whole pixels.
