@@ -215,6 +215,23 @@ def test_bad_input_names_the_argument(case, backend):
         rasterize_gaussians(backend=backend, **args)
 
 
+# Each too large for the kernels' int32 indices, or for the memory of any machine (8 TiB of buffers).
+HUGE_IMAGES = {
+    "width": (dict(width=2**31), r"^camera\.width must be at most"),
+    "height": (dict(height=2**31 + 5), r"^camera\.height must be at most"),
+    "tiles": (dict(width=2**20, height=2**20), r"^camera\.width x camera\.height .* tiles"),
+    "buffers": (dict(width=2**19, height=2**19), r"^camera\.width x camera\.height .* GiB of image buffers"),
+}
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("case", list(HUGE_IMAGES))
+def test_image_size_is_checked_before_any_allocation(case, backend):
+    changes, message = HUGE_IMAGES[case]
+    with pytest.raises(ValueError, match=message):
+        rasterize_gaussians(backend=backend, **dict(good_args(), camera=with_camera(**changes)))
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 @pytest.mark.parametrize("name", ["means", "scales", "rotations", "opacities", "sh_coeffs", "background",
                                   "features", "camera.world_to_camera"])
