@@ -28,6 +28,8 @@ constexpr float kLowPassDilation = 0.3f;
 // perspective map, so the Jacobian is evaluated at most 30% of the half-FOV
 // beyond the image border.
 constexpr float kFrustumMargin = 0.3f;
+// Screen radii are int32; a radius this large already covers any image the checks let through.
+constexpr float kMaxScreenRadius = 1073741824.f;  // 2^30
 
 struct Vec3 {
     float x, y, z;
@@ -380,11 +382,19 @@ SPLAT_HD Sym2 inverse_vjp(Sym2 conic, Sym2 d_conic) {
             det * d_conic.a - inner * conic.c};
 }
 
-// Three standard deviations of the major axis, in whole pixels.
-SPLAT_HD int screen_radius(Sym2 cov2d) {
+// The radius at which the box around mean2d covers every pixel of the image, within int32.
+SPLAT_HD float image_reach(const float mean2d[2], int width, int height) {
+    const float reach = maxf(maxf(fabsf(mean2d[0]), fabsf(mean2d[0] - width)),
+                             maxf(fabsf(mean2d[1]), fabsf(mean2d[1] - height)));
+    return minf(reach, kMaxScreenRadius);
+}
+
+// Three standard deviations of the major axis, in whole pixels, at most `reach` (see image_reach): a Gaussian
+// larger than the image still covers it, where its 3-sigma radius would overflow int32.
+SPLAT_HD int screen_radius(Sym2 cov2d, float reach) {
     const float mid = 0.5f * (cov2d.a + cov2d.c);
     const float lambda_max = mid + sqrtf(maxf(0.1f, mid * mid - determinant(cov2d)));
-    return (int)ceilf(3.f * sqrtf(lambda_max));
+    return (int)ceilf(minf(3.f * sqrtf(lambda_max), reach));
 }
 
 // Tiles touched by the box of half-widths `extent` pixels at `mean2d`: [min, max) per axis.

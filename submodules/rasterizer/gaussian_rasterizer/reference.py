@@ -19,6 +19,7 @@ VISIBLE_POWER_MARGIN = 1e-3
 MIN_TRANSMITTANCE = 1e-4
 LOW_PASS_DILATION = 0.3
 FRUSTUM_MARGIN = 0.3
+MAX_SCREEN_RADIUS = 2.0**30
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -154,7 +155,11 @@ def rasterize_reference(means, scales, rotations, opacities, camera, sh_coeffs=N
     with torch.no_grad():
         mid = 0.5 * (a + c)
         lambda_max = mid + torch.sqrt(torch.clamp_min(mid * mid - det, 0.1))
-        radii = torch.ceil(3 * torch.sqrt(lambda_max)).to(torch.int32)
+        # A radius that covers the image is enough, and keeps huge Gaussians within int32.
+        reach = torch.maximum(torch.maximum(means2d[:, 0].abs(), (means2d[:, 0] - W).abs()),
+                              torch.maximum(means2d[:, 1].abs(), (means2d[:, 1] - H).abs())).clamp_max(MAX_SCREEN_RADIUS)
+        three_sigma = 3 * torch.sqrt(lambda_max)
+        radii = torch.ceil(torch.where(three_sigma < reach, three_sigma, reach)).to(torch.int32)
         extents, reaches = tile_extents(conics, opacities[:, 0], radii)
         tiles_x, tiles_y = math.ceil(W / TILE_SIZE), math.ceil(H / TILE_SIZE)
         rect_min, rect_max = tile_rects(means2d, extents, tiles_x, tiles_y)

@@ -127,10 +127,12 @@ def edge_scenes():
     covering["means"] = torch.tensor([[0.0, 0.0, 4.0]])
     covering["scales"] = torch.full((1, 3), 50.0)
     covering["opacities"] = torch.full((1, 1), 0.7)
+    # A standard deviation of about 1e9 pixels: its 3-sigma radius overflows int32.
+    beyond_int32 = dict(covering, scales=torch.full((1, 3), 1.2e8))
     one_pixel = random_scene(3, width=1, height=1)
     odd = random_scene(4, width=17, height=33)
-    return {"no Gaussians": empty, "all behind": behind, "covers image": covering, "1x1 image": one_pixel,
-            "17x33 image": odd}
+    return {"no Gaussians": empty, "all behind": behind, "covers image": covering,
+            "3-sigma radius beyond int32": beyond_int32, "1x1 image": one_pixel, "17x33 image": odd}
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
@@ -145,7 +147,7 @@ def test_edge_cases(name, backend):
     if name in ("no Gaussians", "all behind"):
         assert torch.allclose(out.image, scene["background"][:, None, None].expand_as(out.image))
         assert (out.alpha == 0).all() and (out.radii == 0).all()
-    if name == "covers image":
+    if name in ("covers image", "3-sigma radius beyond int32"):
         assert torch.allclose(out.alpha, torch.full_like(out.alpha, 0.7), atol=1e-3)
 
 
