@@ -38,6 +38,15 @@ def quaternion_to_matrix(q):
     ], dim=-1).reshape(-1, 3, 3)
 
 
+def normalize(vectors, fallback):
+    """(N, D) rows scaled to unit length, as the backends do: a row whose squared norm is 0 (or underflows to 0)
+    becomes `fallback` (D,), and passes no gradient."""
+    squared_norm = (vectors * vectors).sum(dim=-1, keepdim=True)
+    nonzero = squared_norm > 0
+    norm = torch.sqrt(torch.where(nonzero, squared_norm, torch.ones_like(squared_norm)))
+    return torch.where(nonzero, vectors / norm, fallback)
+
+
 def sh_basis(degree, d):
     """Real SH basis in the 3DGS sign convention at unit directions d (N, 3) -> (N, (degree+1)^2)."""
     x, y, z = d.unbind(-1)
@@ -57,8 +66,8 @@ def sh_basis(degree, d):
 
 def sh_to_color(degree, sh_coeffs, means, camera_centre):
     """RGB = max(0, SH(view direction) + 0.5), as in 3DGS."""
-    dirs = means - camera_centre
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    # A Gaussian at the camera centre looks along +z.
+    dirs = normalize(means - camera_centre, torch.tensor([0.0, 0.0, 1.0], dtype=means.dtype, device=means.device))
     n = (degree + 1) ** 2
     rgb = (sh_basis(degree, dirs)[:, :, None] * sh_coeffs[:, :n]).sum(1) + 0.5
     return rgb.clamp_min(0.0)
@@ -70,7 +79,8 @@ def project(means, scales, rotations, camera, normalize_rotations):
     R, t = view[:3, :3], view[:3, 3]
     mean_cam = means @ R.T + t
     if normalize_rotations:
-        rotations = rotations / rotations.norm(dim=-1, keepdim=True)
+        # A quaternion of norm 0 stays 0: its matrix is the identity.
+        rotations = normalize(rotations, torch.zeros_like(rotations[0]))
     M = quaternion_to_matrix(rotations) * scales[:, None, :]
     cov_world = M @ M.transpose(1, 2)
     cov_cam = R @ cov_world @ R.T

@@ -6,9 +6,9 @@ import pytest
 import torch
 from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_grads
 
-from gaussian_rasterizer import Camera, TilePairOverflowError, rasterize_gaussians, reference
+from gaussian_rasterizer import Camera, RasterOutput, TilePairOverflowError, rasterize_gaussians, reference
 from gaussian_rasterizer.checks import check_inputs
-from gaussian_rasterizer.rasterize import _cpu
+from gaussian_rasterizer.rasterize import _cpu, _expected_depth
 from gaussian_rasterizer.reference import blend_tile
 
 # float32 sums of a few dozen terms of order 1: a few ulp at most.
@@ -157,6 +157,53 @@ def test_edge_cases_agree_between_backends():
         out, grads = render_with_grads(rasterize_gaussians, scene, "cpu")
         assert_forward_close(out, ref)
         assert_gradients_close(grads, ref_grads)
+
+
+# Inputs where a rule of the backends, not rounding, decides: the reference must apply the same rule.
+DEGENERACIES = {
+    "zero quaternion": lambda scene, i: scene["rotations"][i].zero_(),
+    "zero scales": lambda scene, i: scene["scales"][i].zero_(),
+    "at the camera centre": lambda scene, i: scene["means"][i].zero_(),
+    "transparent": lambda scene, i: scene["opacities"][i].zero_(),
+    "no SH": lambda scene, i: scene["sh_coeffs"][i].zero_(),
+}
+
+
+def degenerate_scene(seed):
+    """A small scene, seen from the origin, where about half the Gaussians are degenerate."""
+    generator = torch.Generator().manual_seed(seed)
+    scene = random_scene(seed, n=8, width=20, height=16, sh_degree=seed % 4)
+    scene["camera"] = look_at_camera(20, 16, yaw=0.2, translation=(0.0, 0.0, 0.0))
+    kinds = list(DEGENERACIES.values())
+    for i in range(8):
+        pick = int(torch.randint(2 * len(kinds), (1,), generator=generator))
+        if pick < len(kinds):
+            kinds[pick](scene, i)
+    return scene
+
+
+def reference_in_float64(backend, camera, **inputs):
+    """The reference rasterizer as rasterize_gaussians returns it, on float64 copies of the inputs."""
+    assert backend == "reference"
+    camera = Camera(camera.world_to_camera.double(), camera.fx, camera.fy, camera.cx, camera.cy, camera.width,
+                    camera.height, camera.near, camera.far)
+    inputs = {name: value.double() if isinstance(value, torch.Tensor) else value for name, value in inputs.items()}
+    image, weighted_depth, final_t, radii, means2d = reference.rasterize_reference(camera=camera, **inputs)
+    means2d.retain_grad()
+    alpha = 1 - final_t
+    return RasterOutput(image, _expected_depth(weighted_depth, alpha), alpha, radii, means2d, None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_reference_follows_the_cpu_backend_on_degenerate_inputs(seed):
+    scene = degenerate_scene(seed)
+    normalize = seed % 2 == 1
+    out, grads = render_with_grads(rasterize_gaussians, scene, "cpu", normalize_rotations=normalize)
+    ref, ref_grads = render_with_grads(reference_in_float64, scene, "reference", normalize_rotations=normalize)
+    for name, gradient in grads.items():
+        assert torch.isfinite(gradient).all() and torch.isfinite(ref_grads[name]).all(), name
+    assert_forward_close(out, ref)
+    assert_gradients_close(grads, ref_grads)
 
 
 def test_too_many_tile_pairs_is_a_clear_error():
