@@ -28,6 +28,8 @@ constexpr float kLowPassDilation = 0.3f;
 // perspective map, so the Jacobian is evaluated at most 30% of the half-FOV
 // beyond the image border.
 constexpr float kFrustumMargin = 0.3f;
+// Screen radii are int32; a radius this large already covers any image the checks let through.
+constexpr float kMaxScreenRadius = 1073741824.f;  // 2^30
 
 struct Vec3 {
     float x, y, z;
@@ -369,25 +371,30 @@ SPLAT_HD Sym2 inverse(Sym2 c) {
     return {c.c * inv_det, -c.b * inv_det, c.a * inv_det};
 }
 
-// d(conic) -> d(cov2d), both as full-matrix gradients: dCov = -Q dQ Q.
+// d(conic) -> d(cov2d), both as full-matrix gradients. The textbook form
+// dCov = -Q dQ Q loses the gradient along the long axis of a thin ellipse in
+// float32; for symmetric 2x2 matrices it equals det(Q) adj(dQ) - <dQ, Q> Q,
+// which stays accurate there.
 SPLAT_HD Sym2 inverse_vjp(Sym2 conic, Sym2 d_conic) {
-    const float qa = conic.a, qb = conic.b, qc = conic.c;
-    const float ga = d_conic.a, gb = d_conic.b, gc = d_conic.c;
-    // Q dQ
-    const float m00 = qa * ga + qb * gb, m01 = qa * gb + qb * gc;
-    const float m10 = qb * ga + qc * gb, m11 = qb * gb + qc * gc;
-    Sym2 r;
-    r.a = -(m00 * qa + m01 * qb);
-    r.b = -(m00 * qb + m01 * qc);
-    r.c = -(m10 * qb + m11 * qc);
-    return r;
+    const float det = determinant(conic);
+    const float inner = conic.a * d_conic.a + 2.f * conic.b * d_conic.b + conic.c * d_conic.c;
+    return {det * d_conic.c - inner * conic.a, -det * d_conic.b - inner * conic.b,
+            det * d_conic.a - inner * conic.c};
 }
 
-// Three standard deviations of the major axis, in whole pixels.
-SPLAT_HD int screen_radius(Sym2 cov2d) {
+// The radius at which the box around mean2d covers every pixel of the image, within int32.
+SPLAT_HD float image_reach(const float mean2d[2], int width, int height) {
+    const float reach = maxf(maxf(fabsf(mean2d[0]), fabsf(mean2d[0] - width)),
+                             maxf(fabsf(mean2d[1]), fabsf(mean2d[1] - height)));
+    return minf(reach, kMaxScreenRadius);
+}
+
+// Three standard deviations of the major axis, in whole pixels, at most `reach` (see image_reach): a Gaussian
+// larger than the image still covers it, where its 3-sigma radius would overflow int32.
+SPLAT_HD int screen_radius(Sym2 cov2d, float reach) {
     const float mid = 0.5f * (cov2d.a + cov2d.c);
     const float lambda_max = mid + sqrtf(maxf(0.1f, mid * mid - determinant(cov2d)));
-    return (int)ceilf(3.f * sqrtf(lambda_max));
+    return (int)ceilf(minf(3.f * sqrtf(lambda_max), reach));
 }
 
 // Tiles touched by the box of half-widths `extent` pixels at `mean2d`: [min, max) per axis.

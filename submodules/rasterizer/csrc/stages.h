@@ -103,7 +103,7 @@ SPLAT_HD void preprocess_gaussian(int i, const GaussianParams& g, const Camera& 
     const Mat3 cov = covariance_3d(g.scales + 3 * i, g.rotations + 4 * i, g.normalize_rotations);
     const Projection p = project_gaussian(cam, mean, cov);
     if (!(determinant(p.cov2d) > 0.f)) return;
-    const int radius = screen_radius(p.cov2d);
+    const int radius = screen_radius(p.cov2d, image_reach(p.mean2d, cam.width, cam.height));
     const Sym2 conic = inverse(p.cov2d);
     int32_t extent[2];
     if (radius <= 0 || !tile_extent(conic, g.opacities[i], radius, extent)) return;

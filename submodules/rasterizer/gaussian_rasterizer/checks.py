@@ -5,12 +5,25 @@ caught here first, before any memory is touched.
 """
 import math
 import numbers
+import os
 
 import torch
 
 from .camera import Camera
+from .reference import TILE_SIZE
 
 MAX_SH_DEGREE = 3
+# The kernels hold image sides, tile counts and tile ids in int32: a side must leave room to round up to whole
+# tiles, and the tiles must be numbered below 2^31.
+MAX_IMAGE_SIDE = 2**31 - TILE_SIZE
+MAX_TILES = 2**31 - 1
+# A CUDA grid has at most 65,535 blocks along y, and the blend kernels run one block per row of tiles.
+MAX_CUDA_TILE_ROWS = 65_535
+# Per pixel, a render holds the image's channels, the weighted depth, the transmittance and the per-pixel list
+# length that backward reads, then the alpha and depth it returns: (channels + 5) 4-byte values. Per tile it holds
+# one int32 range [start, end).
+PLANES_BEYOND_CHANNELS = 5
+BYTES_PER_TILE = 8
 
 
 def _tensor(value, name, shape, device=None):
@@ -37,6 +50,13 @@ def _check_finite(named_tensors):
             raise ValueError(f"{name} contains NaN or Inf")
 
 
+def free_bytes(device):
+    """Memory that the device has free now."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def _positive_number(value, name, integer=False):
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value <= 0:
@@ -57,10 +77,32 @@ def check_camera(camera, device):
             raise ValueError(f"camera.{name} must be a finite number, got {value!r}")
     for name in ("width", "height"):
         _positive_number(getattr(camera, name), f"camera.{name}", integer=True)
+        if getattr(camera, name) > MAX_IMAGE_SIDE:
+            raise ValueError(f"camera.{name} must be at most {MAX_IMAGE_SIDE:,} (int32 pixel and tile indices), "
+                             f"got {getattr(camera, name):,}")
+    tiles_x, tiles_y = -(-camera.width // TILE_SIZE), -(-camera.height // TILE_SIZE)
+    if tiles_x * tiles_y > MAX_TILES:
+        raise ValueError(f"camera.width x camera.height = {camera.width:,} x {camera.height:,} covers "
+                         f"{tiles_x * tiles_y:,} tiles of {TILE_SIZE}x{TILE_SIZE} pixels; the kernels number at most "
+                         f"{MAX_TILES:,} (int32)")
+    if device.type == "cuda" and tiles_y > MAX_CUDA_TILE_ROWS:
+        raise ValueError(f"camera.height must be at most {MAX_CUDA_TILE_ROWS * TILE_SIZE:,} on CUDA (a grid of at "
+                         f"most {MAX_CUDA_TILE_ROWS:,} rows of tiles), got {camera.height:,}")
     _positive_number(camera.near, "camera.near")
     if not isinstance(camera.far, numbers.Real) or not camera.far > camera.near:
         raise ValueError(f"camera.far must be greater than camera.near, got near={camera.near}, far={camera.far}")
     return pose
+
+
+def check_image_size(camera, channels, device):
+    """Raises where the buffers of one render of `channels` channels cannot fit in the device's free memory."""
+    tiles = -(-camera.width // TILE_SIZE) * -(-camera.height // TILE_SIZE)
+    needed = 4 * (channels + PLANES_BEYOND_CHANNELS) * camera.width * camera.height + BYTES_PER_TILE * tiles
+    available = free_bytes(device)
+    if needed > available:
+        raise ValueError(f"camera.width x camera.height = {camera.width:,} x {camera.height:,} needs "
+                         f"{needed / 2**30:,.1f} GiB of image buffers ({channels} channels), more than the "
+                         f"{available / 2**30:,.1f} GiB free on {device}")
 
 
 def check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degree, features, background):
@@ -93,4 +135,5 @@ def check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degr
     if background is not None:
         tensors.append(_tensor(background, "background", (channels,), device))
     _check_finite(tensors)
+    check_image_size(camera, channels, device)
     return channels

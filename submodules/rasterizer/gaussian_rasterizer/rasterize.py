@@ -5,7 +5,6 @@ backward runs blend backward -> preprocess backward. Both backends expose the
 same five stage functions, so this one wrapper serves the CPU and the CUDA
 builds alike.
 """
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -13,7 +12,7 @@ import torch
 
 from . import reference
 from .camera import Camera
-from .checks import check_inputs
+from .checks import check_inputs, free_bytes
 
 try:
     from . import _cpu
@@ -84,15 +83,9 @@ def _native_module(backend, device):
     raise ValueError(f"backend must be 'auto', 'cpu', 'cuda' or 'reference', got {backend!r}")
 
 
-def _free_bytes(device):
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def _check_tile_pairs(num_pairs, backend, device):
     needed = num_pairs * BYTES_PER_TILE_PAIR[backend]
-    if num_pairs > MAX_TILE_PAIRS or needed > _free_bytes(device):
+    if num_pairs > MAX_TILE_PAIRS or needed > free_bytes(device):
         raise TilePairOverflowError(
             f"the scene covers {num_pairs:,} (Gaussian, tile) pairs, needing {needed / 2**30:.1f} GiB to sort "
             f"(limit {MAX_TILE_PAIRS:,} pairs and the free memory of {device}); "

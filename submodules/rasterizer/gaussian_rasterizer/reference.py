@@ -19,6 +19,7 @@ VISIBLE_POWER_MARGIN = 1e-3
 MIN_TRANSMITTANCE = 1e-4
 LOW_PASS_DILATION = 0.3
 FRUSTUM_MARGIN = 0.3
+MAX_SCREEN_RADIUS = 2.0**30
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -35,6 +36,15 @@ def quaternion_to_matrix(q):
         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
     ], dim=-1).reshape(-1, 3, 3)
+
+
+def normalize(vectors, fallback):
+    """(N, D) rows scaled to unit length, as the backends do: a row whose squared norm is 0 (or underflows to 0)
+    becomes `fallback` (D,), and passes no gradient."""
+    squared_norm = (vectors * vectors).sum(dim=-1, keepdim=True)
+    nonzero = squared_norm > 0
+    norm = torch.sqrt(torch.where(nonzero, squared_norm, torch.ones_like(squared_norm)))
+    return torch.where(nonzero, vectors / norm, fallback)
 
 
 def sh_basis(degree, d):
@@ -56,8 +66,8 @@ def sh_basis(degree, d):
 
 def sh_to_color(degree, sh_coeffs, means, camera_centre):
     """RGB = max(0, SH(view direction) + 0.5), as in 3DGS."""
-    dirs = means - camera_centre
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    # A Gaussian at the camera centre looks along +z.
+    dirs = normalize(means - camera_centre, torch.tensor([0.0, 0.0, 1.0], dtype=means.dtype, device=means.device))
     n = (degree + 1) ** 2
     rgb = (sh_basis(degree, dirs)[:, :, None] * sh_coeffs[:, :n]).sum(1) + 0.5
     return rgb.clamp_min(0.0)
@@ -69,7 +79,8 @@ def project(means, scales, rotations, camera, normalize_rotations):
     R, t = view[:3, :3], view[:3, 3]
     mean_cam = means @ R.T + t
     if normalize_rotations:
-        rotations = rotations / rotations.norm(dim=-1, keepdim=True)
+        # A quaternion of norm 0 stays 0: its matrix is the identity.
+        rotations = normalize(rotations, torch.zeros_like(rotations[0]))
     M = quaternion_to_matrix(rotations) * scales[:, None, :]
     cov_world = M @ M.transpose(1, 2)
     cov_cam = R @ cov_world @ R.T
@@ -154,7 +165,11 @@ def rasterize_reference(means, scales, rotations, opacities, camera, sh_coeffs=N
     with torch.no_grad():
         mid = 0.5 * (a + c)
         lambda_max = mid + torch.sqrt(torch.clamp_min(mid * mid - det, 0.1))
-        radii = torch.ceil(3 * torch.sqrt(lambda_max)).to(torch.int32)
+        # A radius that covers the image is enough, and keeps huge Gaussians within int32.
+        reach = torch.maximum(torch.maximum(means2d[:, 0].abs(), (means2d[:, 0] - W).abs()),
+                              torch.maximum(means2d[:, 1].abs(), (means2d[:, 1] - H).abs())).clamp_max(MAX_SCREEN_RADIUS)
+        three_sigma = 3 * torch.sqrt(lambda_max)
+        radii = torch.ceil(torch.where(three_sigma < reach, three_sigma, reach)).to(torch.int32)
         extents, reaches = tile_extents(conics, opacities[:, 0], radii)
         tiles_x, tiles_y = math.ceil(W / TILE_SIZE), math.ceil(H / TILE_SIZE)
         rect_min, rect_max = tile_rects(means2d, extents, tiles_x, tiles_y)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_grads
 
-from gaussian_rasterizer import Camera, TilePairOverflowError, rasterize_gaussians, reference
+from gaussian_rasterizer import Camera, RasterOutput, TilePairOverflowError, rasterize_gaussians, reference
 from gaussian_rasterizer.checks import check_inputs
-from gaussian_rasterizer.rasterize import _cpu
+from gaussian_rasterizer.rasterize import _cpu, _expected_depth
 from gaussian_rasterizer.reference import blend_tile
 
 # float32 sums of a few dozen terms of order 1: a few ulp at most.
@@ -127,10 +127,12 @@ def edge_scenes():
     covering["means"] = torch.tensor([[0.0, 0.0, 4.0]])
     covering["scales"] = torch.full((1, 3), 50.0)
     covering["opacities"] = torch.full((1, 1), 0.7)
+    # A standard deviation of about 1e9 pixels: its 3-sigma radius overflows int32.
+    beyond_int32 = dict(covering, scales=torch.full((1, 3), 1.2e8))
     one_pixel = random_scene(3, width=1, height=1)
     odd = random_scene(4, width=17, height=33)
-    return {"no Gaussians": empty, "all behind": behind, "covers image": covering, "1x1 image": one_pixel,
-            "17x33 image": odd}
+    return {"no Gaussians": empty, "all behind": behind, "covers image": covering,
+            "3-sigma radius beyond int32": beyond_int32, "1x1 image": one_pixel, "17x33 image": odd}
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
@@ -145,7 +147,7 @@ def test_edge_cases(name, backend):
     if name in ("no Gaussians", "all behind"):
         assert torch.allclose(out.image, scene["background"][:, None, None].expand_as(out.image))
         assert (out.alpha == 0).all() and (out.radii == 0).all()
-    if name == "covers image":
+    if name in ("covers image", "3-sigma radius beyond int32"):
         assert torch.allclose(out.alpha, torch.full_like(out.alpha, 0.7), atol=1e-3)
 
 
@@ -155,6 +157,53 @@ def test_edge_cases_agree_between_backends():
         out, grads = render_with_grads(rasterize_gaussians, scene, "cpu")
         assert_forward_close(out, ref)
         assert_gradients_close(grads, ref_grads)
+
+
+# Inputs where a rule of the backends, not rounding, decides: the reference must apply the same rule.
+DEGENERACIES = {
+    "zero quaternion": lambda scene, i: scene["rotations"][i].zero_(),
+    "zero scales": lambda scene, i: scene["scales"][i].zero_(),
+    "at the camera centre": lambda scene, i: scene["means"][i].zero_(),
+    "transparent": lambda scene, i: scene["opacities"][i].zero_(),
+    "no SH": lambda scene, i: scene["sh_coeffs"][i].zero_(),
+}
+
+
+def degenerate_scene(seed):
+    """A small scene, seen from the origin, where about half the Gaussians are degenerate."""
+    generator = torch.Generator().manual_seed(seed)
+    scene = random_scene(seed, n=8, width=20, height=16, sh_degree=seed % 4)
+    scene["camera"] = look_at_camera(20, 16, yaw=0.2, translation=(0.0, 0.0, 0.0))
+    kinds = list(DEGENERACIES.values())
+    for i in range(8):
+        pick = int(torch.randint(2 * len(kinds), (1,), generator=generator))
+        if pick < len(kinds):
+            kinds[pick](scene, i)
+    return scene
+
+
+def reference_in_float64(backend, camera, **inputs):
+    """The reference rasterizer as rasterize_gaussians returns it, on float64 copies of the inputs."""
+    assert backend == "reference"
+    camera = Camera(camera.world_to_camera.double(), camera.fx, camera.fy, camera.cx, camera.cy, camera.width,
+                    camera.height, camera.near, camera.far)
+    inputs = {name: value.double() if isinstance(value, torch.Tensor) else value for name, value in inputs.items()}
+    image, weighted_depth, final_t, radii, means2d = reference.rasterize_reference(camera=camera, **inputs)
+    means2d.retain_grad()
+    alpha = 1 - final_t
+    return RasterOutput(image, _expected_depth(weighted_depth, alpha), alpha, radii, means2d, None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_reference_follows_the_cpu_backend_on_degenerate_inputs(seed):
+    scene = degenerate_scene(seed)
+    normalize = seed % 2 == 1
+    out, grads = render_with_grads(rasterize_gaussians, scene, "cpu", normalize_rotations=normalize)
+    ref, ref_grads = render_with_grads(reference_in_float64, scene, "reference", normalize_rotations=normalize)
+    for name, gradient in grads.items():
+        assert torch.isfinite(gradient).all() and torch.isfinite(ref_grads[name]).all(), name
+    assert_forward_close(out, ref)
+    assert_gradients_close(grads, ref_grads)
 
 
 def test_too_many_tile_pairs_is_a_clear_error():
@@ -213,6 +262,23 @@ def test_bad_input_names_the_argument(case, backend):
     expected = {"nan": "means", "inf": "scales", "device": "scales", "list": "means"}.get(case, expected)
     with pytest.raises(ValueError, match=expected.replace(".", r"\.")):
         rasterize_gaussians(backend=backend, **args)
+
+
+# Each too large for the kernels' int32 indices, or for the memory of any machine (8 TiB of buffers).
+HUGE_IMAGES = {
+    "width": (dict(width=2**31), r"^camera\.width must be at most"),
+    "height": (dict(height=2**31 + 5), r"^camera\.height must be at most"),
+    "tiles": (dict(width=2**20, height=2**20), r"^camera\.width x camera\.height .* tiles"),
+    "buffers": (dict(width=2**19, height=2**19), r"^camera\.width x camera\.height .* GiB of image buffers"),
+}
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("case", list(HUGE_IMAGES))
+def test_image_size_is_checked_before_any_allocation(case, backend):
+    changes, message = HUGE_IMAGES[case]
+    with pytest.raises(ValueError, match=message):
+        rasterize_gaussians(backend=backend, **dict(good_args(), camera=with_camera(**changes)))
 
 
 NON_FINITE_NAMES = ["means", "scales", "rotations", "opacities", "sh_coeffs", "background", "features",
@@ -341,3 +407,50 @@ def test_blend_of_nothing_is_background():
 
 def test_differentiable_inputs_listed():
     assert set(DIFFERENTIABLE) >= {"means", "scales", "rotations", "opacities"}
+
+
+def needle_gaussian(generator):
+    """One long, thin Gaussian (1 to 3 units long, a few thousandths thick) at depth about 5, in float64."""
+    length = torch.rand(1, generator=generator, dtype=torch.float64) + 1.0
+    thickness = torch.rand(2, generator=generator, dtype=torch.float64) * 0.004 + 0.001
+    return {
+        "means": torch.randn(1, 3, generator=generator, dtype=torch.float64) * 0.3 + torch.tensor(
+            [0.0, 0.0, 5.0], dtype=torch.float64),
+        "scales": torch.cat([length, thickness])[torch.randperm(3, generator=generator)][None],
+        "rotations": torch.randn(1, 4, generator=generator, dtype=torch.float64),
+        "opacities": torch.rand(1, 1, generator=generator, dtype=torch.float64) * 0.5 + 0.4,
+        "features": torch.rand(1, 3, generator=generator, dtype=torch.float64),
+    }
+
+
+def test_needle_gradients_match_the_float64_reference():
+    """Scale and rotation gradients of needle-thin Gaussians, in float32, against the reference in float64. A
+    needle's 2D covariance has eigenvalues of about 1e3 to 1e4 and 0.3 (the low-pass): the textbook inverse VJP
+    -Q dQ Q then lost up to 1e-2 of relative accuracy, where float32 rounding of the conic costs about 1e-4."""
+    generator = torch.Generator().manual_seed(0)
+    camera, camera64 = look_at_camera(64, 48), look_at_camera(64, 48, dtype=torch.float64)
+    worst = {"scales": 0.0, "rotations": 0.0}
+    tested = 0
+    for _ in range(48):
+        needle = needle_gaussian(generator)
+        upstream = torch.randn(3, 48, 64, generator=generator, dtype=torch.float64)
+        images, grads = {}, {}
+        for backend, cam, dtype in (("cpu", camera, torch.float32), ("reference", camera64, torch.float64)):
+            leaves = {name: value.detach().to(dtype).requires_grad_(True) for name, value in needle.items()}
+            if backend == "cpu":
+                images[backend] = rasterize_gaussians(camera=cam, backend=backend, **leaves).image
+            else:  # the float64 oracle, past the float32-only argument checks
+                images[backend] = reference.rasterize_reference(camera=cam, **leaves)[0]
+            (images[backend] * upstream.to(dtype)).sum().backward()
+            grads[backend] = {name: leaves[name].grad.double() for name in worst}
+        # Where float32 rounding already moves the image (a pixel crossing the 1/255 cutoff, or the conic of a
+        # needle hundreds of pixels long), no gradient can be accurate: only needles rendered faithfully count.
+        if (images["cpu"].double() - images["reference"].detach()).abs().max() > 2e-5:
+            continue
+        tested += 1
+        for name in worst:
+            expected = grads["reference"][name]
+            error = ((grads["cpu"][name] - expected).abs().max() / expected.abs().max()).item()
+            worst[name] = max(worst[name], error)
+    assert tested >= 24
+    assert worst["scales"] < 3e-3 and worst["rotations"] < 3e-3, worst

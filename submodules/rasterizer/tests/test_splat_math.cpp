@@ -91,7 +91,12 @@ static void test_sh_addition_theorem() {
 
 static void test_radius_and_tiles() {
     // Variances 9 and 1 along the axes: three standard deviations of the major axis.
-    EXPECT(screen_radius({9.f, 0.f, 1.f}) == 9, "radius %d", screen_radius({9.f, 0.f, 1.f}));
+    EXPECT(screen_radius({9.f, 0.f, 1.f}, 100.f) == 9, "radius %d", screen_radius({9.f, 0.f, 1.f}, 100.f));
+    // A 3-sigma radius of 3e9 pixels overflows int32: the radius that covers the image stands in for it.
+    const float centre[2] = {10.f, 5.f};
+    EXPECT(image_reach(centre, 64, 40) == 54.f, "reach %g", image_reach(centre, 64, 40));
+    EXPECT(screen_radius({1e18f, 0.f, 1e18f}, image_reach(centre, 64, 40)) == 54, "huge radius %d",
+           screen_radius({1e18f, 0.f, 1e18f}, image_reach(centre, 64, 40)));
     int lo[2], hi[2];
     const float mean[2] = {20.f, 5.f};
     const int32_t box[2] = {6, 12};
