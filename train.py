@@ -41,6 +41,7 @@ from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import Scene
 from utils.atomic_file import atomic_write
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
+from utils.phase_timer import BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, RASTERIZER_FORWARD, NO_TIMER
 
 class TrainingError(RuntimeError):
     """Training cannot go on: a missing or unreadable checkpoint, a diverged loss, no Gaussians left."""
@@ -192,11 +193,15 @@ def accumulate_densification_stats(gaussians, outputs, camera):
         gaussians.denom = denom_before + (gaussians.denom - denom_before) / len(outputs)
 
 
-def render_training_view(camera, params, blur_model, background, backend):
+def render_training_view(camera, params, blur_model, background, backend, timer=NO_TIMER):
     """The image compared with camera's photo, and the renders it is the mean of: the plain Gaussians without a
     blur model, otherwise the blur model's transformed Gaussians (one render for defocus, M + 1 for motion)."""
+    if blur_model is not None:
+        timer.phase(BLUR_MODEL)
     rendered = [params] if blur_model is None else blur_model.blurred_params(params, camera)
+    timer.phase(RASTERIZER_FORWARD)
     outputs = [render(camera, moment, background, backend) for moment in rendered]
+    timer.phase(OTHER if blur_model is None else BLUR_MODEL)
     return mean_image(outputs), outputs
 
 
@@ -256,9 +261,10 @@ def restore_blur(state, blur_model, optimizer, path):
     optimizer.load_state_dict(state["optimizer"])
 
 
-def training(dataset, opt, pipe, run, blur_args):
+def training(dataset, opt, pipe, run, blur_args, timer=NO_TIMER):
     """Optimise Gaussians for dataset.source_path; run holds the train.py-only options (iterations to save,
-    test and checkpoint at, seed, resume), blur_args the BlurParams."""
+    test and checkpoint at, seed, resume), blur_args the BlurParams; timer (a utils.phase_timer.PhaseTimer) times
+    the phases of each iteration."""
     device = torch.device(dataset.device)
     seed_everything(run.seed)
     gaussians = GaussianModel(dataset.sh_degree, device)
@@ -301,6 +307,7 @@ def training(dataset, opt, pipe, run, blur_args):
     )
     ema_loss = ema_psnr = None
     for iteration in progress:
+        timer.iteration(iteration)
         started = time.perf_counter()
         gaussians.update_learning_rate(iteration)
         if iteration % opt.sh_degree_interval == 0:
@@ -308,9 +315,12 @@ def training(dataset, opt, pipe, run, blur_args):
 
         camera = scene.train_cameras[sampler.next_index()]
         image, outputs = render_training_view(camera, gaussians.render_params(), blur_model, background,
-                                              pipe.backend)
+                                              pipe.backend, timer)
+        timer.phase(LOSS)
         loss = training_loss(image, camera.original_image, opt.lambda_dssim)
+        timer.time_rasterizer_backward(outputs, then=OTHER if blur_model is None else BLUR_MODEL)
         loss.backward()
+        timer.phase(OTHER)
 
         with torch.no_grad():
             # Both numbers in one read: on a GPU each read waits for the device.
@@ -319,15 +329,19 @@ def training(dataset, opt, pipe, run, blur_args):
             if not np.isfinite(loss_value):
                 raise TrainingError(f"the loss became {loss_value} at iteration {iteration}")
             if iteration < opt.densify_until_iter:
+                timer.phase(DENSIFICATION)
                 accumulate_densification_stats(gaussians, outputs, camera)
+            timer.phase(OPTIMIZER_STEP)
             gaussians.optimizer.step()
             gaussians.optimizer.zero_grad(set_to_none=True)
             if blur_model is not None:
                 blur_model_optimizer.step()
                 blur_model_optimizer.zero_grad(set_to_none=True)
             if iteration < opt.densify_until_iter:
+                timer.phase(DENSIFICATION)
                 adaptive_density_control(iteration, gaussians, opt, scene.cameras_extent, dataset.white_background,
                                          depth_prune_range)
+            timer.phase(OTHER)
             if blur_model is not None and iteration == blur_args.knn_iteration:
                 drawn, added = augment_points(
                     gaussians, initial_points, opt, blur_args.knn_neighbours, blur_args.knn_max_distance,
@@ -370,6 +384,7 @@ def training(dataset, opt, pipe, run, blur_args):
                 save_checkpoint(checkpoint_path(dataset.model_path, iteration), state)
                 if periodic:
                     remove_older_periodic_checkpoints(dataset.model_path, iteration, run.checkpoint_iterations)
+    timer.finish()
     progress.close()
     print(f"Training complete: {gaussians.num_points} Gaussians, {train_seconds:.1f} s of optimisation")
     return gaussians, scene, blur_model
