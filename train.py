@@ -5,6 +5,7 @@
 """
 
 import copy
+import math
 import os
 import random
 import sys
@@ -34,6 +35,7 @@ from blur import (
     save_blur_model,
 )
 from blur.presets import as_arguments, preset_path
+from gaussian_rasterizer import DeferredFiniteCheck
 from gaussian_renderer import render, total_blending_weights
 from metrics import MetricsError
 from scene.dataset_readers import DatasetError
@@ -121,6 +123,45 @@ def load_checkpoint(path):
     if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
         raise TrainingError(f"{path}: not a checkpoint written by train.py")
     return state
+
+
+# Iterations between reads of the loss, the PSNR and the finiteness checks.
+PROGRESS_INTERVAL = 10
+
+
+class ProgressWindow:
+    """The loss and finiteness of the iterations since the last read, kept on the device: on a GPU each read waits
+    for the device, so they are read together every few iterations. Renders made inside
+    `with window.rasterizer_inputs:` leave the rasterizer's NaN/Inf check of their inputs to the same read."""
+
+    def __init__(self, first_iteration):
+        self.rasterizer_inputs = DeferredFiniteCheck()
+        self._restart(first_iteration)
+
+    def _restart(self, first_iteration):
+        self.first_iteration = first_iteration
+        self.rasterizer_inputs.clear()
+        self.loss_sum = 0.0
+        self.count = 0
+
+    def add(self, loss):
+        self.loss_sum = loss.detach() + self.loss_sum
+        self.count += 1
+
+    def read(self, iteration, psnr):
+        """The mean loss of the iterations from the last read to iteration, and psnr (a device scalar) read along;
+        a TrainingError if the loss or an input of the rasterizer was non-finite in any of those iterations."""
+        inputs_finite = self.rasterizer_inputs.all_finite
+        values = [self.loss_sum, psnr] + ([] if inputs_finite is None else [inputs_finite])
+        loss_sum, psnr_value, *inputs_verdict = torch.stack([value.to(psnr) for value in values]).tolist()
+        # A sum of losses is finite exactly when each of them is.
+        if not (math.isfinite(loss_sum) and all(inputs_verdict)):
+            span = (f"at iteration {iteration}" if iteration == self.first_iteration
+                    else f"between iterations {self.first_iteration} and {iteration}")
+            raise TrainingError(f"the loss or the Gaussians became non-finite {span}")
+        mean_loss = loss_sum / self.count
+        self._restart(iteration + 1)
+        return mean_loss, psnr_value
 
 
 def training_loss(image, gt_image, lambda_dssim):
@@ -228,7 +269,8 @@ def create_blur_model(blur_args, device):
 
 
 def blur_optimizer(blur_model, blur_args):
-    return torch.optim.Adam(blur_model.parameters(), lr=blur_args.blur_lr, eps=1e-15)
+    fused = next(blur_model.parameters()).device.type == "cuda"
+    return torch.optim.Adam(blur_model.parameters(), lr=blur_args.blur_lr, eps=1e-15, fused=fused)
 
 
 def capture_blur(blur_model, optimizer):
@@ -305,7 +347,7 @@ def training(dataset, opt, pipe, run, blur_args, timer=NO_TIMER):
     progress = tqdm(
         range(first_iter + 1, opt.iterations + 1), initial=first_iter, total=opt.iterations, desc="Training"
     )
-    ema_loss = ema_psnr = None
+    window = ProgressWindow(first_iter + 1)
     for iteration in progress:
         timer.iteration(iteration)
         started = time.perf_counter()
@@ -314,8 +356,9 @@ def training(dataset, opt, pipe, run, blur_args, timer=NO_TIMER):
             gaussians.oneup_sh_degree()
 
         camera = scene.train_cameras[sampler.next_index()]
-        image, outputs = render_training_view(camera, gaussians.render_params(), blur_model, background,
-                                              pipe.backend, timer)
+        with window.rasterizer_inputs:
+            image, outputs = render_training_view(camera, gaussians.render_params(), blur_model, background,
+                                                  pipe.backend, timer)
         timer.phase(LOSS)
         loss = training_loss(image, camera.original_image, opt.lambda_dssim)
         timer.time_rasterizer_backward(outputs, then=OTHER if blur_model is None else BLUR_MODEL)
@@ -323,11 +366,7 @@ def training(dataset, opt, pipe, run, blur_args, timer=NO_TIMER):
         timer.phase(OTHER)
 
         with torch.no_grad():
-            # Both numbers in one read: on a GPU each read waits for the device.
-            psnr = metrics.psnr(image.clamp(0.0, 1.0), camera.original_image)
-            loss_value, psnr_value = torch.stack([loss, psnr]).tolist()
-            if not np.isfinite(loss_value):
-                raise TrainingError(f"the loss became {loss_value} at iteration {iteration}")
+            window.add(loss)
             if iteration < opt.densify_until_iter:
                 timer.phase(DENSIFICATION)
                 accumulate_densification_stats(gaussians, outputs, camera)
@@ -355,14 +394,16 @@ def training(dataset, opt, pipe, run, blur_args, timer=NO_TIMER):
                 pruned = prune_by_contribution(gaussians, scene.train_cameras, opt.min_contribution, pipe.backend)
                 tqdm.write(f"[iteration {iteration}] pruned {pruned} Gaussians whose blending weights over the training "
                            f"views sum to less than {opt.min_contribution:g}; {gaussians.num_points} left")
-            train_seconds += time.perf_counter() - started
-
-            ema_loss = loss_value if ema_loss is None else 0.4 * loss_value + 0.6 * ema_loss
-            ema_psnr = psnr_value if ema_psnr is None else 0.4 * psnr_value + 0.6 * ema_psnr
-            if iteration % 10 == 0 or iteration == opt.iterations:
+            periodic = run.checkpoint_interval > 0 and iteration % run.checkpoint_interval == 0
+            # Also wherever the Gaussians leave the loop, so that none are saved or scored unchecked.
+            if (iteration % PROGRESS_INTERVAL == 0 or iteration == opt.iterations or periodic
+                    or iteration in run.save_iterations or iteration in run.test_iterations
+                    or iteration in run.checkpoint_iterations):
+                mean_loss, psnr = window.read(iteration, metrics.psnr(image.clamp(0.0, 1.0), camera.original_image))
                 progress.set_postfix(
-                    loss=f"{ema_loss:.5f}", psnr=f"{ema_psnr:.2f}", gaussians=gaussians.num_points, refresh=False
+                    loss=f"{mean_loss:.5f}", psnr=f"{psnr:.2f}", gaussians=gaussians.num_points, refresh=False
                 )
+            train_seconds += time.perf_counter() - started
 
             if iteration in run.save_iterations:
                 scene.save(iteration)
@@ -371,7 +412,6 @@ def training(dataset, opt, pipe, run, blur_args, timer=NO_TIMER):
             if iteration in run.test_iterations and scene.test_cameras:
                 path = evaluate(scene, gaussians, background, pipe, iteration, train_seconds, run.lpips_weights)
                 tqdm.write(f"[iteration {iteration}] evaluation written to {path}")
-            periodic = run.checkpoint_interval > 0 and iteration % run.checkpoint_interval == 0
             if periodic or iteration in run.checkpoint_iterations:
                 state = {
                     "iteration": iteration,
