@@ -49,17 +49,24 @@ def scene_folder(data, layout, blur):
     return folder
 
 
-def measure(run_name, source, device, iterations, warmup, train_args, seed=0):
-    """Train one run with a PhaseTimer; returns its result record."""
+def timed_training(source, blur, device, iterations, warmup, train_args=(), seed=0):
+    """train.training with train.py's options for --blur blur and train_args, timed by a PhaseTimer after warmup
+    iterations, saving and evaluating nothing; returns the timer, the trained GaussianModel and its Scene."""
     with tempfile.TemporaryDirectory() as model_path:
-        argv = ["-s", source, "-m", model_path, "--blur", RUN_BLUR[run_name], "--device", device,
-                "--iterations", str(warmup + iterations), "--seed", str(seed)] + train_args
+        argv = ["-s", source, "-m", model_path, "--blur", blur, "--device", device,
+                "--iterations", str(warmup + iterations), "--seed", str(seed), *train_args]
         _, dataset, opt, pipe, blur_args = train.parse_args(argv)
         run = Namespace(seed=seed, resume=False, test_iterations=set(), save_iterations=set(),
                         checkpoint_iterations=set(), checkpoint_interval=0, lpips_weights=None)
         timer = PhaseTimer(device, first_timed_iteration=warmup + 1)
         gaussians, scene, _ = train.training(dataset, opt, pipe, run, blur_args, timer=timer)
-        camera = scene.train_cameras[0]
+    return timer, gaussians, scene
+
+
+def measure(run_name, source, device, iterations, warmup, train_args):
+    """Train one run; returns its result record."""
+    timer, gaussians, scene = timed_training(source, RUN_BLUR[run_name], device, iterations, warmup, train_args)
+    camera = scene.train_cameras[0]
     summary = timer.summary()
     phase_ms = {name: 1000.0 * seconds / summary["iterations"] for name, seconds in summary["phase_seconds"].items()}
     rasterizer_ms = phase_ms[RASTERIZER_FORWARD] + phase_ms[RASTERIZER_BACKWARD]
