@@ -13,8 +13,12 @@ events, so that timing adds no synchronisation). Nothing is saved or evaluated. 
 iteration by phase and writes the results as JSON.
 """
 
-import json
 import os
+
+# OpenMP threads that spin while they wait starve each other when other jobs share the cores; see demo.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json
 import shlex
 import sys
 import tempfile
