@@ -21,6 +21,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from skimage.metrics import structural_similarity
 
 from utils.atomic_file import atomic_write
@@ -57,26 +58,75 @@ def gaussian_profile(size, sigma, like):
     return profile / profile.sum()
 
 
+def gaussian_blur(images, window_size, sigma):
+    """Each channel of (N, C, H, W) images convolved with the normalised window_size x window_size Gaussian window
+    of standard deviation sigma, borders zero-padded. The window is symmetric, so this is its own adjoint."""
+    channels = images.shape[1]
+    profile = gaussian_profile(window_size, sigma, images)
+    window = torch.outer(profile, profile).expand(channels, 1, window_size, window_size)
+    return F.conv2d(images, window, padding=window_size // 2, groups=channels)
+
+
+# Stabilisers of Wang et al. for a dynamic range of 1.
+SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2
+
+
+class _SSIMMap(torch.autograd.Function):
+    """Per-pixel SSIM of (N, C, H, W) images with its gradient written out: it is the training loss, run every
+    step, and autograd through the formula would record some forty per-pixel operations and differentiate the
+    convolution of all five local statistics, where one convolution of three per-pixel gradients suffices.
+
+    With A1 = 2 mu1 mu2 + c1, A2 = 2 cov + c2, B1 = mu1^2 + mu2^2 + c1, B2 = var1 + var2 + c2 and SSIM = A1 A2 /
+    (B1 B2), as functions of the blurred mu1 = G x, E11 = G x^2 and E12 = G x y (var1 = E11 - mu1^2, cov = E12 -
+    mu1 mu2): dSSIM/dE12 = 2 A1 / (B1 B2), dSSIM/dE11 = -SSIM / B2, dSSIM/dmu1 = 2 mu2 (A2 - A1) / (B1 B2) - 2 mu1
+    SSIM (1 / B1 - 1 / B2), and symmetrically for y. The gradient of x is then G(g dSSIM/dmu1) + 2 x G(g dSSIM/dE11)
+    + y G(g dSSIM/dE12), G being its own adjoint."""
+
+    @staticmethod
+    def forward(ctx, img1, img2, window_size, sigma):
+        stacked = torch.cat([img1, img2, img1 * img1, img2 * img2, img1 * img2], dim=1)
+        mu1, mu2, mean11, mean22, mean12 = gaussian_blur(stacked, window_size, sigma).chunk(5, dim=1)
+        variance1 = mean11 - mu1 * mu1
+        variance2 = mean22 - mu2 * mu2
+        covariance = mean12 - mu1 * mu2
+        luminance_numerator = 2 * mu1 * mu2 + SSIM_C1
+        structure_numerator = 2 * covariance + SSIM_C2
+        luminance_denominator = mu1 * mu1 + mu2 * mu2 + SSIM_C1
+        structure_denominator = variance1 + variance2 + SSIM_C2
+        result = (luminance_numerator * structure_numerator) / (luminance_denominator * structure_denominator)
+        ctx.window = (window_size, sigma)
+        ctx.save_for_backward(img1, img2, mu1, mu2, luminance_numerator, structure_numerator, luminance_denominator,
+                              structure_denominator, result)
+        return result
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_map):
+        img1, img2, mu1, mu2, a1, a2, b1, b2, result = ctx.saved_tensors
+        grad_over_denominator = grad_map / (b1 * b2)
+        # g dSSIM/dE12, and g dSSIM/dE11 = g dSSIM/dE22.
+        grad_mean12 = 2 * a1 * grad_over_denominator
+        grad_mean_squares = -(grad_map * result / b2)
+        shared = 2 * (a2 - a1) * grad_over_denominator
+        contrast = 2 * grad_mean_squares * (b2 - b1) / b1
+        # One convolution blurs g dSSIM/dmu of each image that needs a gradient, and the two shared terms.
+        wanted = [index for index in (0, 1) if ctx.needs_input_grad[index]]
+        images, mus = (img1, img2), (mu1, mu2)
+        grad_mus = [mus[1 - index] * shared + mus[index] * contrast for index in wanted]
+        blurred = gaussian_blur(torch.cat(grad_mus + [grad_mean_squares, grad_mean12], dim=1), *ctx.window)
+        *blurred_mus, blurred_squares, blurred_mean12 = blurred.chunk(len(wanted) + 2, dim=1)
+        grads = [None, None]
+        for index, blurred_mu in zip(wanted, blurred_mus):
+            grads[index] = blurred_mu + 2 * images[index] * blurred_squares + images[1 - index] * blurred_mean12
+        return grads[0], grads[1], None, None
+
+
 def ssim_map(img1, img2, window_size=11, sigma=1.5):
     """Per-pixel SSIM of (C, H, W) or (N, C, H, W) images in [0, 1] (Gaussian window, zero-padded borders)."""
     batched = img1.dim() == 4
     if not batched:
         img1, img2 = img1.unsqueeze(0), img2.unsqueeze(0)
-    # The five local means in one convolution call: it is the training loss, run every step.
-    stacked = torch.cat([img1, img2, img1 * img1, img2 * img2, img1 * img2], dim=1)
-    groups = stacked.shape[1]
-    profile = gaussian_profile(window_size, sigma, img1)
-    window = torch.outer(profile, profile).expand(groups, 1, window_size, window_size)
-    blurred = F.conv2d(stacked, window, padding=window_size // 2, groups=groups)
-    mu1, mu2, mean11, mean22, mean12 = blurred.chunk(5, dim=1)
-    variance1 = mean11 - mu1 * mu1
-    variance2 = mean22 - mu2 * mu2
-    covariance = mean12 - mu1 * mu2
-    # Stabilisers of Wang et al. for a dynamic range of 1.
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    result = ((2 * mu1 * mu2 + c1) * (2 * covariance + c2)) / (
-        (mu1 * mu1 + mu2 * mu2 + c1) * (variance1 + variance2 + c2)
-    )
+    result = _SSIMMap.apply(img1, img2, window_size, sigma)
     return result if batched else result.squeeze(0)
 
 

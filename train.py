@@ -7,6 +7,7 @@
 """
 
 import copy
+import math
 import os
 import random
 import sys
@@ -38,6 +39,7 @@ from blur import (
     save_blur_model,
 )
 from blur.presets import OFFICIAL_SCHEDULE, as_arguments, preset_path, scaled_schedule
+from gaussian_rasterizer import DeferredFiniteCheck
 from gaussian_renderer import render, total_blending_weights
 from metrics import MetricsError
 from scene.dataset_readers import DatasetError
@@ -45,6 +47,7 @@ from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import Scene
 from utils.atomic_file import atomic_write, remove_stale_temporaries
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
+from utils.phase_timer import BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, RASTERIZER_FORWARD, NO_TIMER
 
 class TrainingError(RuntimeError):
     """Training cannot go on: a missing or unreadable checkpoint, a diverged loss, no Gaussians left."""
@@ -126,6 +129,45 @@ def load_checkpoint(path):
     return state
 
 
+# Iterations between reads of the loss, the PSNR and the finiteness checks.
+PROGRESS_INTERVAL = 10
+
+
+class ProgressWindow:
+    """The loss and finiteness of the iterations since the last read, kept on the device: on a GPU each read waits
+    for the device, so they are read together every few iterations. Renders made inside
+    `with window.rasterizer_inputs:` leave the rasterizer's NaN/Inf check of their inputs to the same read."""
+
+    def __init__(self, first_iteration):
+        self.rasterizer_inputs = DeferredFiniteCheck()
+        self._restart(first_iteration)
+
+    def _restart(self, first_iteration):
+        self.first_iteration = first_iteration
+        self.rasterizer_inputs.clear()
+        self.loss_sum = 0.0
+        self.count = 0
+
+    def add(self, loss):
+        self.loss_sum = loss.detach() + self.loss_sum
+        self.count += 1
+
+    def read(self, iteration, psnr):
+        """The mean loss of the iterations from the last read to iteration, and psnr (a device scalar) read along;
+        a TrainingError if the loss or an input of the rasterizer was non-finite in any of those iterations."""
+        inputs_finite = self.rasterizer_inputs.all_finite
+        values = [self.loss_sum, psnr] + ([] if inputs_finite is None else [inputs_finite])
+        loss_sum, psnr_value, *inputs_verdict = torch.stack([value.to(psnr) for value in values]).tolist()
+        # A sum of losses is finite exactly when each of them is.
+        if not (math.isfinite(loss_sum) and all(inputs_verdict)):
+            span = (f"at iteration {iteration}" if iteration == self.first_iteration
+                    else f"between iterations {self.first_iteration} and {iteration}")
+            raise TrainingError(f"the loss or the Gaussians became non-finite {span}")
+        mean_loss = loss_sum / self.count
+        self._restart(iteration + 1)
+        return mean_loss, psnr_value
+
+
 def training_loss(image, gt_image, lambda_dssim):
     l1 = torch.abs(image - gt_image).mean()
     return (1.0 - lambda_dssim) * l1 + lambda_dssim * (1.0 - metrics.ssim(image, gt_image))
@@ -199,11 +241,15 @@ def accumulate_densification_stats(gaussians, outputs, camera):
         gaussians.denom = denom_before + (gaussians.denom - denom_before) / len(outputs)
 
 
-def render_training_view(camera, params, blur_model, background, backend):
+def render_training_view(camera, params, blur_model, background, backend, timer=NO_TIMER):
     """The image compared with camera's photo, and the renders it is the mean of: the plain Gaussians without a
     blur model, otherwise the blur model's transformed Gaussians (one render for defocus, M + 1 for motion)."""
+    if blur_model is not None:
+        timer.phase(BLUR_MODEL)
     rendered = [params] if blur_model is None else blur_model.blurred_params(params, camera)
+    timer.phase(RASTERIZER_FORWARD)
     outputs = [render(camera, moment, background, backend) for moment in rendered]
+    timer.phase(OTHER if blur_model is None else BLUR_MODEL)
     return mean_image(outputs), outputs
 
 
@@ -230,7 +276,8 @@ def create_blur_model(blur_args, device):
 
 
 def blur_optimizer(blur_model, blur_args):
-    return torch.optim.Adam(blur_model.parameters(), lr=blur_args.blur_lr, eps=1e-15)
+    fused = next(blur_model.parameters()).device.type == "cuda"
+    return torch.optim.Adam(blur_model.parameters(), lr=blur_args.blur_lr, eps=1e-15, fused=fused)
 
 
 def capture_blur(blur_model, optimizer):
@@ -266,9 +313,10 @@ def restore_blur(state, blur_model, optimizer, path):
     optimizer.load_state_dict(state["optimizer"])
 
 
-def training(dataset, opt, pipe, run, blur_args):
+def training(dataset, opt, pipe, run, blur_args, timer=NO_TIMER):
     """Optimise Gaussians for dataset.source_path; run holds the train.py-only options (iterations to save,
-    test and checkpoint at, seed, resume), blur_args the BlurParams."""
+    test and checkpoint at, seed, resume), blur_args the BlurParams; timer (a utils.phase_timer.PhaseTimer) times
+    the phases of each iteration."""
     device = torch.device(dataset.device)
     seed_everything(run.seed)
     gaussians = GaussianModel(dataset.sh_degree, device)
@@ -309,35 +357,40 @@ def training(dataset, opt, pipe, run, blur_args):
     progress = tqdm(
         range(first_iter + 1, opt.iterations + 1), initial=first_iter, total=opt.iterations, desc="Training"
     )
-    ema_loss = ema_psnr = None
+    window = ProgressWindow(first_iter + 1)
     for iteration in progress:
+        timer.iteration(iteration)
         started = time.perf_counter()
         gaussians.update_learning_rate(iteration)
         if iteration % opt.sh_degree_interval == 0:
             gaussians.oneup_sh_degree()
 
         camera = scene.train_cameras[sampler.next_index()]
-        image, outputs = render_training_view(camera, gaussians.render_params(), blur_model, background,
-                                              pipe.backend)
+        with window.rasterizer_inputs:
+            image, outputs = render_training_view(camera, gaussians.render_params(), blur_model, background,
+                                                  pipe.backend, timer)
+        timer.phase(LOSS)
         loss = training_loss(image, camera.original_image, opt.lambda_dssim)
+        timer.time_rasterizer_backward(outputs, then=OTHER if blur_model is None else BLUR_MODEL)
         loss.backward()
+        timer.phase(OTHER)
 
         with torch.no_grad():
-            # Both numbers in one read: on a GPU each read waits for the device.
-            psnr = metrics.psnr(image.clamp(0.0, 1.0), camera.original_image)
-            loss_value, psnr_value = torch.stack([loss, psnr]).tolist()
-            if not np.isfinite(loss_value):
-                raise TrainingError(f"the loss became {loss_value} at iteration {iteration}")
+            window.add(loss)
             if iteration < opt.densify_until_iter:
+                timer.phase(DENSIFICATION)
                 accumulate_densification_stats(gaussians, outputs, camera)
+            timer.phase(OPTIMIZER_STEP)
             gaussians.optimizer.step()
             gaussians.optimizer.zero_grad(set_to_none=True)
             if blur_model is not None:
                 blur_model_optimizer.step()
                 blur_model_optimizer.zero_grad(set_to_none=True)
             if iteration < opt.densify_until_iter:
+                timer.phase(DENSIFICATION)
                 adaptive_density_control(iteration, gaussians, opt, scene.cameras_extent, dataset.white_background,
                                          depth_prune_range)
+            timer.phase(OTHER)
             if blur_model is not None and iteration == blur_args.knn_iteration:
                 drawn, added = augment_points(
                     gaussians, initial_points, opt, blur_args.knn_neighbours, blur_args.knn_max_distance,
@@ -351,14 +404,16 @@ def training(dataset, opt, pipe, run, blur_args):
                 pruned = prune_by_contribution(gaussians, scene.train_cameras, opt.min_contribution, pipe.backend)
                 tqdm.write(f"[iteration {iteration}] pruned {pruned} Gaussians whose blending weights over the training "
                            f"views sum to less than {opt.min_contribution:g}; {gaussians.num_points} left")
-            train_seconds += time.perf_counter() - started
-
-            ema_loss = loss_value if ema_loss is None else 0.4 * loss_value + 0.6 * ema_loss
-            ema_psnr = psnr_value if ema_psnr is None else 0.4 * psnr_value + 0.6 * ema_psnr
-            if iteration % 10 == 0 or iteration == opt.iterations:
+            periodic = run.checkpoint_interval > 0 and iteration % run.checkpoint_interval == 0
+            # Also wherever the Gaussians leave the loop, so that none are saved or scored unchecked.
+            if (iteration % PROGRESS_INTERVAL == 0 or iteration == opt.iterations or periodic
+                    or iteration in run.save_iterations or iteration in run.test_iterations
+                    or iteration in run.checkpoint_iterations):
+                mean_loss, psnr = window.read(iteration, metrics.psnr(image.clamp(0.0, 1.0), camera.original_image))
                 progress.set_postfix(
-                    loss=f"{ema_loss:.5f}", psnr=f"{ema_psnr:.2f}", gaussians=gaussians.num_points, refresh=False
+                    loss=f"{mean_loss:.5f}", psnr=f"{psnr:.2f}", gaussians=gaussians.num_points, refresh=False
                 )
+            train_seconds += time.perf_counter() - started
 
             if iteration in run.save_iterations:
                 scene.save(iteration)
@@ -367,7 +422,6 @@ def training(dataset, opt, pipe, run, blur_args):
             if iteration in run.test_iterations and scene.test_cameras:
                 path = evaluate(scene, gaussians, background, pipe, iteration, train_seconds, run.lpips_weights)
                 tqdm.write(f"[iteration {iteration}] evaluation written to {path}")
-            periodic = run.checkpoint_interval > 0 and iteration % run.checkpoint_interval == 0
             if periodic or iteration in run.checkpoint_iterations:
                 state = {
                     "iteration": iteration,
@@ -380,6 +434,7 @@ def training(dataset, opt, pipe, run, blur_args):
                 save_checkpoint(checkpoint_path(dataset.model_path, iteration), state)
                 if periodic:
                     remove_older_periodic_checkpoints(dataset.model_path, iteration, run.checkpoint_iterations)
+    timer.finish()
     progress.close()
     print(f"Training complete: {gaussians.num_points} Gaussians, {train_seconds:.1f} s of optimisation")
     return gaussians, scene, blur_model

@@ -243,5 +243,8 @@ def footprint_ratio(sharp, blurred, camera):
 
 
 def mean_image(outputs):
-    """The plain mean of the renders' images: the camera's exposure integrates over its moments."""
+    """The plain mean of the renders' images: the camera's exposure integrates over its moments. One render's image
+    is its own mean, without the copies of stacking it."""
+    if len(outputs) == 1:
+        return outputs[0].image
     return torch.stack([output.image for output in outputs]).mean(dim=0)

@@ -239,7 +239,7 @@ class GaussianModel:
             {"params": [getattr(self, self.attribute_of[name])], "lr": learning_rates[name], "name": name}
             for name in self.param_names
         ]
-        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=1e-15, fused=self.device.type == "cuda")
         self.xyz_scheduler = get_expon_lr_func(
             lr_init=opt.position_lr_init * self.spatial_lr_scale,
             lr_final=opt.position_lr_final * self.spatial_lr_scale,
@@ -308,14 +308,16 @@ class GaussianModel:
         """Accumulate the screen-space position gradient of the Gaussians visible in one render.
 
         The rasterizer reports the gradient per pixel; scaling by half the image size expresses it per NDC unit,
-        the unit in which the 3DGS densification thresholds (e.g. 2e-4) are defined.
+        the unit in which the 3DGS densification thresholds (e.g. 2e-4) are defined. Masks rather than indexing by
+        them: the shapes stay fixed, so a GPU is never waited for.
         """
-        visible = radii > 0
+        visible = (radii > 0)[:, None]
         pixels_per_ndc = means2d_grad.new_tensor([width / 2.0, height / 2.0])
-        ndc_grad = means2d_grad[visible] * pixels_per_ndc
-        self.xyz_gradient_accum[visible] += torch.norm(ndc_grad, dim=-1, keepdim=True)
-        self.denom[visible] += 1
-        self.max_radii2D[visible] = torch.maximum(self.max_radii2D[visible], radii[visible].to(self.max_radii2D))
+        ndc_grad_norm = torch.norm(means2d_grad * pixels_per_ndc, dim=-1, keepdim=True)
+        self.xyz_gradient_accum += torch.where(visible, ndc_grad_norm, 0.0)
+        self.denom += visible
+        # A hidden Gaussian's radius is 0, which leaves its maximum as it is.
+        torch.maximum(self.max_radii2D, radii.to(self.max_radii2D), out=self.max_radii2D)
 
     def densify_and_clone(self, grads, grad_threshold, scene_extent):
         """Duplicate small Gaussians with large view-space gradient: under-reconstructed regions."""

@@ -82,6 +82,44 @@ def test_ssim_is_differentiable_and_batched():
     assert ssim_map(batch, batch).shape == batch.shape
 
 
+def ssim_map_by_autograd(img1, img2):
+    """SSIM written as its formula, every operation recorded by autograd: what the hand-written gradient of
+    metrics.ssim_map must equal."""
+    profile = metrics.gaussian_profile(11, 1.5, img1)
+    window = torch.outer(profile, profile).expand(img1.shape[1], 1, 11, 11)
+
+    def blur(image):
+        return torch.nn.functional.conv2d(image, window, padding=5, groups=img1.shape[1])
+
+    mu1, mu2 = blur(img1), blur(img2)
+    variance1, variance2 = blur(img1 * img1) - mu1 * mu1, blur(img2 * img2) - mu2 * mu2
+    covariance = blur(img1 * img2) - mu1 * mu2
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return ((2 * mu1 * mu2 + c1) * (2 * covariance + c2)) / ((mu1 ** 2 + mu2 ** 2 + c1) * (variance1 + variance2 + c2))
+
+
+def test_ssim_gradient_is_the_gradient_of_its_formula():
+    image = random_image(7, 13, 15)[None]
+    other = (image + 0.3 * random_image(8, 13, 15)[None]).clamp(0, 1)
+    # Both inputs, each alone, and a weighting of the pixels that is not uniform, in float64.
+    for needs_grad in ((True, True), (True, False), (False, True)):
+        inputs = [tensor.clone().requires_grad_(needed) for tensor, needed in zip((image, other), needs_grad)]
+        assert torch.autograd.gradcheck(lambda a, b: ssim_map(a, b) * torch.linspace(0, 1, 15, dtype=a.dtype),
+                                        inputs)
+    # In float32, at a training image's size, against autograd through the formula.
+    image, other = random_image(9, 120, 160).float(), random_image(10, 120, 160).float()
+    ours, formula = image.clone().requires_grad_(), image.clone().requires_grad_()
+    value = ssim(ours, other)
+    reference = ssim_map_by_autograd(formula[None], other[None]).mean()
+    value.backward()
+    reference.backward()
+    # The forward pass is the formula's own sequence of float32 operations; the gradient sums the same terms in
+    # another order, each pixel's from a few hundred float32 products.
+    assert float(value) == pytest.approx(float(reference), rel=1e-6)
+    scale = float(formula.grad.abs().max())
+    torch.testing.assert_close(ours.grad, formula.grad, rtol=1e-4, atol=1e-4 * scale)
+
+
 # ---- LPIPS ----
 
 def random_lpips_state(seed):

@@ -172,6 +172,29 @@ def expect_cli_error(argv, capsys, *fragments):
     return message
 
 
+@pytest.mark.parametrize("extra, window", [([], "between iterations 41 and 50"),
+                                           (["--checkpoint_iterations", "45"], "between iterations 41 and 45")])
+def test_a_nan_in_the_gaussians_stops_training_within_its_window(tiny_scene, tmp_path, monkeypatch, capsys, extra,
+                                                                   window):
+    """The finiteness of the loss and of the rasterizer's inputs stays on the device until the progress bar reads
+    it, every tenth iteration and before anything is written; the error names the iterations since the last read."""
+    model_path = str(tmp_path / "run")
+    calls = {"count": 0}
+
+    def poisoned_render_training_view(camera, params, *args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 43:
+            with torch.no_grad():
+                params.means[0, 0] = float("nan")  # the trained positions themselves
+        return render_training_view(camera, params, *args, **kwargs)
+
+    render_training_view = train.render_training_view
+    monkeypatch.setattr(train, "render_training_view", poisoned_render_training_view)
+    expect_cli_error(["-s", tiny_scene, "-m", model_path, "--iterations", "80", "--checkpoint_interval", "0"]
+                     + extra + SHORT_SCHEDULE, capsys, f"the loss or the Gaussians became non-finite {window}")
+    assert train.checkpoint_iterations_in(model_path) == []
+
+
 def test_missing_source_folder(tmp_path, capsys):
     expect_cli_error(["-s", str(tmp_path / "no_such_scene")], capsys, "no_such_scene", "is not a folder")
 

@@ -5,6 +5,8 @@
     out.image  # (3, H, W)
 """
 from .camera import Camera
+from .checks import DeferredFiniteCheck
 from .rasterize import RasterOutput, TilePairOverflowError, available_backends, rasterize_gaussians
 
-__all__ = ["Camera", "RasterOutput", "TilePairOverflowError", "available_backends", "rasterize_gaussians"]
+__all__ = ["Camera", "DeferredFiniteCheck", "RasterOutput", "TilePairOverflowError", "available_backends",
+           "rasterize_gaussians"]

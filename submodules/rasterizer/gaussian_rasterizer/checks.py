@@ -3,9 +3,11 @@
 The native kernels trust their inputs; everything a user can get wrong is
 caught here first, before any memory is touched.
 """
+import contextvars
 import math
 import numbers
 import os
+from typing import Optional
 
 import torch
 
@@ -25,6 +27,33 @@ MAX_CUDA_TILE_ROWS = 65_535
 PLANES_BEYOND_CHANNELS = 5
 BYTES_PER_TILE = 8
 
+_deferred_check = contextvars.ContextVar("gaussian_rasterizer deferred finite check", default=None)
+
+
+class DeferredFiniteCheck:
+    """Inside `with check:`, rasterize_gaussians leaves the verdict of its NaN/Inf check of the input tensors on
+    their device instead of reading it (on a GPU each read waits for the device) and raises nothing; all_finite
+    then holds, unread, whether every such call had finite inputs. Outside any such block a call with a NaN or Inf
+    input raises ValueError naming the tensor. A check can be entered again and again: it gathers every call until
+    clear()."""
+
+    def __init__(self):
+        self.all_finite: Optional[torch.Tensor] = None  # a bool scalar on the inputs' device; None before any call
+        self._tokens = []
+
+    def __enter__(self):
+        self._tokens.append(_deferred_check.set(self))
+        return self
+
+    def __exit__(self, *exc_info):
+        _deferred_check.reset(self._tokens.pop())
+
+    def record(self, finite: torch.Tensor) -> None:
+        self.all_finite = finite if self.all_finite is None else self.all_finite & finite
+
+    def clear(self) -> None:
+        self.all_finite = None
+
 
 def _tensor(value, name, shape, device=None):
     """Checks type, dtype, shape (None = any size) and device; returns (name, value) for _check_finite."""
@@ -41,10 +70,14 @@ def _tensor(value, name, shape, device=None):
 
 
 def _check_finite(named_tensors):
-    """Names the first tensor that holds a NaN or an Inf. On a GPU each read of a result waits for the device, so
-    all tensors are read at once: through their float64 sums, which are non-finite exactly when an element is
-    (float32 values cannot overflow a float64 sum)."""
+    """Names the first tensor that holds a NaN or an Inf, or inside a DeferredFiniteCheck records the verdict
+    there. On a GPU each read of a result waits for the device, so all tensors are read at once: through their
+    float64 sums, which are non-finite exactly when an element is (float32 values cannot overflow a float64 sum)."""
     sums = torch.stack([value.sum(dtype=torch.float64) for _, value in named_tensors])
+    deferred = _deferred_check.get()
+    if deferred is not None:
+        deferred.record(torch.isfinite(sums).all())
+        return
     for (name, _), finite in zip(named_tensors, torch.isfinite(sums).tolist()):
         if not finite:
             raise ValueError(f"{name} contains NaN or Inf")

@@ -6,7 +6,8 @@ import pytest
 import torch
 from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_grads
 
-from gaussian_rasterizer import Camera, RasterOutput, TilePairOverflowError, rasterize_gaussians, reference
+from gaussian_rasterizer import (Camera, DeferredFiniteCheck, RasterOutput, TilePairOverflowError,
+                                 rasterize_gaussians, reference)
 from gaussian_rasterizer.checks import check_inputs
 from gaussian_rasterizer.rasterize import _cpu, _expected_depth
 from gaussian_rasterizer.reference import blend_tile
@@ -316,6 +317,27 @@ def largest_finite_args(device="cpu"):
     args["sh_coeffs"] = torch.full_like(args["sh_coeffs"], torch.finfo(torch.float32).max)
     args["camera"] = with_camera(world_to_camera=args["camera"].world_to_camera.to(device))
     return args
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_a_deferred_finite_check_keeps_its_verdict_until_read(backend):
+    args = good_args()
+    with_nan = dict(args, opacities=args["opacities"].clone())
+    with_nan["opacities"][2, 0] = math.nan
+    check = DeferredFiniteCheck()
+    with check:
+        rasterize_gaussians(backend=backend, **args)
+    assert check.all_finite.dtype == torch.bool and bool(check.all_finite)
+    with check:
+        image = rasterize_gaussians(backend=backend, **with_nan).image
+        rasterize_gaussians(backend=backend, **args)
+    assert image.shape == (3, 8, 8)
+    assert not bool(check.all_finite), "one call with a NaN input makes the verdict of the check false"
+    check.clear()
+    assert check.all_finite is None
+    # Outside the block, a direct call still stops at once.
+    with pytest.raises(ValueError, match=r"^opacities contains NaN or Inf"):
+        rasterize_gaussians(backend=backend, **with_nan)
 
 
 def test_the_largest_finite_values_pass_the_finiteness_check():
