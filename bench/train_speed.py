@@ -30,6 +30,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPOSITORY)
 
 import train
+from blur.presets import as_arguments
 from scene.synthetic import generate_scene, preset_config
 from utils.phase_timer import (
     BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, PHASES, RASTERIZER_BACKWARD, RASTERIZER_FORWARD, PhaseTimer,
@@ -57,8 +58,12 @@ def timed_training(source, blur, device, iterations, warmup, train_args=(), seed
     """train.training with train.py's options for --blur blur and train_args, timed by a PhaseTimer after warmup
     iterations, saving and evaluating nothing; returns the timer, the trained GaussianModel and its Scene."""
     with tempfile.TemporaryDirectory() as model_path:
-        argv = ["-s", source, "-m", model_path, "--blur", blur, "--device", device,
-                "--iterations", str(warmup + iterations), "--seed", str(seed), *train_args]
+        argv = ["-s", source, "-m", model_path, "--blur", blur, "--device", device, "--seed", str(seed)]
+        # The schedule of a whole run, typed so that this short one is not compressed to its length: the timed
+        # iterations are those of a run's densifying start.
+        full = train.parse_args(argv + list(train_args))[0]
+        argv += as_arguments({name: getattr(full, name) for name in train.SCHEDULE_OPTIONS})
+        argv += [*train_args, "--iterations", str(warmup + iterations)]
         _, dataset, opt, pipe, blur_args = train.parse_args(argv)
         run = Namespace(seed=seed, resume=False, test_iterations=set(), save_iterations=set(),
                         checkpoint_iterations=set(), checkpoint_interval=0, lpips_weights=None)
