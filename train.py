@@ -34,7 +34,7 @@ from blur import (
     save_blur_model,
 )
 from blur.presets import as_arguments, preset_path
-from gaussian_renderer import render, total_blending_weights
+from gaussian_renderer import render, render_moments, total_blending_weights
 from metrics import MetricsError
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
@@ -194,9 +194,12 @@ def accumulate_densification_stats(gaussians, outputs, camera):
 
 def render_training_view(camera, params, blur_model, background, backend):
     """The image compared with camera's photo, and the renders it is the mean of: the plain Gaussians without a
-    blur model, otherwise the blur model's transformed Gaussians (one render for defocus, M + 1 for motion)."""
-    rendered = [params] if blur_model is None else blur_model.blurred_params(params, camera)
-    outputs = [render(camera, moment, background, backend) for moment in rendered]
+    blur model, otherwise the blur model's transformed Gaussians (one render for defocus, M + 1 for motion, all from
+    one rasterizer call)."""
+    if blur_model is None:
+        outputs = [render(camera, params, background, backend)]
+    else:
+        outputs = render_moments(camera, blur_model.blurred_params(params, camera), background, backend)
     return mean_image(outputs), outputs
 
 

@@ -45,8 +45,9 @@ class TilePairOverflowError(MemoryError):
 
 @dataclass
 class RasterOutput:
-    """What one render returns. A call with a list of C cameras gives each tensor a leading camera dimension:
-    image (C, channels, H, W), depth and alpha (C, H, W), radii (C, N), means2d and means2d_absgrad (C, N, 2).
+    """What one render returns. A call with a list of cameras gives each tensor a leading dimension of one entry
+    per camera: image (cameras, C, H, W), depth and alpha (cameras, H, W), radii (cameras, N), means2d and
+    means2d_absgrad (cameras, N, 2).
 
     image: (C, H, W), background composited under the Gaussians.
     depth: (H, W) expected depth (alpha-weighted mean camera-space z), 0 where alpha is 0.
