@@ -297,9 +297,10 @@ def rasterize_gaussians(means, scales, rotations, opacities, camera: Union[Camer
         # The leaves receive the screen-space gradients; give them the projected values too.
         with torch.no_grad():
             means2d.copy_(projected.view_as(means2d))
-            for camera_leaf, values in zip(leaves[0] if batched else (), means2d):
-                camera_leaf.copy_(values)
         if batched:
+            with torch.no_grad():
+                for camera_leaf, values in zip(leaves[0], means2d):
+                    camera_leaf.copy_(values)
             radii = radii.view(num_cameras, n)
     if not batched:
         image, weighted_depth, final_t = image[0], weighted_depth[0], final_t[0]
