@@ -40,7 +40,7 @@ from blur import (
 )
 from blur.presets import OFFICIAL_SCHEDULE, as_arguments, preset_path, scaled_schedule
 from gaussian_rasterizer import DeferredFiniteCheck
-from gaussian_renderer import render, total_blending_weights
+from gaussian_renderer import render, render_moments, total_blending_weights
 from metrics import MetricsError
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
@@ -243,13 +243,18 @@ def accumulate_densification_stats(gaussians, outputs, camera):
 
 def render_training_view(camera, params, blur_model, background, backend, timer=NO_TIMER):
     """The image compared with camera's photo, and the renders it is the mean of: the plain Gaussians without a
-    blur model, otherwise the blur model's transformed Gaussians (one render for defocus, M + 1 for motion)."""
-    if blur_model is not None:
+    blur model, otherwise the blur model's transformed Gaussians (one render for defocus, M + 1 for motion, all from
+    one rasterizer call)."""
+    if blur_model is None:
+        timer.phase(RASTERIZER_FORWARD)
+        outputs = [render(camera, params, background, backend)]
+        timer.phase(OTHER)
+    else:
         timer.phase(BLUR_MODEL)
-    rendered = [params] if blur_model is None else blur_model.blurred_params(params, camera)
-    timer.phase(RASTERIZER_FORWARD)
-    outputs = [render(camera, moment, background, backend) for moment in rendered]
-    timer.phase(OTHER if blur_model is None else BLUR_MODEL)
+        moments = blur_model.blurred_params(params, camera)
+        timer.phase(RASTERIZER_FORWARD)
+        outputs = render_moments(camera, moments, background, backend)
+        timer.phase(BLUR_MODEL)
     return mean_image(outputs), outputs
 
 

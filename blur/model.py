@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from gaussian_rasterizer.reference import project
-from gaussian_renderer import raster_camera, render
+from gaussian_renderer import raster_camera, render_moments
 
 BLUR_MODES = ("defocus", "motion")
 POSITION_FREQUENCIES = 3
@@ -59,8 +59,7 @@ class BlurredRendering(nn.Module):
 
     def blurred_render(self, camera, params, background, backend="auto"):
         """The (3, H, W) image compared with camera's blurry photo in training."""
-        outputs = [render(camera, moment, background, backend) for moment in self.blurred_params(params, camera)]
-        return mean_image(outputs)
+        return mean_image(render_moments(camera, self.blurred_params(params, camera), background, backend))
 
 
 class BlurModel(BlurredRendering):

@@ -37,6 +37,36 @@ def render(camera, gaussians, background, backend="auto"):
     )
 
 
+def render_moments(camera, moments, background, backend="auto"):
+    """Render several GaussianParams from camera (the moments of one exposure, say) in one rasterizer call.
+
+    Returns one output per entry of moments, each what render returns for it alone: its means2d's .grad after
+    backward() holds that render's screen-space gradient. Parameters that every moment shares (the same tensor)
+    are passed once.
+    """
+    if len(moments) == 1:
+        return [render(camera, moments[0], background, backend)]
+    degrees = {moment.sh_degree for moment in moments}
+    if len(degrees) > 1:
+        raise ValueError(f"the moments must share one sh_degree, got {sorted(degrees)}")
+
+    def per_moment(name):
+        values = [getattr(moment, name) for moment in moments]
+        return values[0] if all(value is values[0] for value in values) else torch.stack(values)
+
+    return rasterize_gaussians(
+        per_moment("means"),
+        per_moment("scales"),
+        per_moment("rotations"),
+        per_moment("opacities"),
+        [raster_camera(camera)] * len(moments),
+        sh_coeffs=per_moment("sh_coeffs"),
+        sh_degree=degrees.pop(),
+        background=background,
+        backend=backend,
+    ).unbind()
+
+
 def total_blending_weights(cameras, gaussians, backend="auto"):
     """(N,): each Gaussian's blending weight (alpha times transmittance) summed over every pixel of cameras, i.e.
     how many pixels' worth of colour it gives those views.

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 from argparse import Namespace
@@ -9,6 +10,7 @@ import torch
 from blur_helpers import SHORT_SCHEDULE, random_params, randomise_weights, set_lens, tiny_camera
 
 import demo
+import gaussian_renderer
 import render as render_cli
 import train
 from arguments import OptimizationParams
@@ -24,6 +26,7 @@ from blur import (
     blur_model_state,
     depth_scaled_thresholds,
     load_blur_model,
+    mean_image,
     preset_names,
     prune_by_depth_scaled_opacity,
     read_preset,
@@ -32,8 +35,9 @@ from blur import (
 from blur.augmentation import augmentation_count, robust_bounds
 from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
 from blur.model import input_size
+from gaussian_rasterizer import rasterize_gaussians
 from gaussian_rasterizer.reference import project, quaternion_to_matrix
-from gaussian_renderer import raster_camera, render
+from gaussian_renderer import raster_camera, render, render_moments
 from scene.cameras import Camera
 from scene.gaussian_model import (
     GaussianModel,
@@ -241,6 +245,61 @@ def test_motion_training_image_is_the_mean_of_its_renders():
     torch.testing.assert_close(model.blurred_render(camera, params, background, "cpu"), image, rtol=0, atol=1e-6)
     # The moments differ, so the mean is not any one of them.
     assert min((render_image - image).abs().max() for render_image in renders) > 1e-3
+
+
+def motion_model(kind):
+    if kind == "camera_shake":
+        model = CameraShake(num_moments=4)
+        randomise_weights(model, 1.0)
+    else:
+        model = BlurModel("motion", num_moments=4, lambda_p=0.05)
+        randomise_weights(model, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["mlp", "camera_shake"])
+def test_the_moments_of_a_motion_blurred_view_render_in_one_call_as_one_by_one(kind, monkeypatch):
+    model = motion_model(kind)
+    camera = tiny_camera()
+    background = torch.tensor([0.1, 0.2, 0.3])
+    plain = random_params(300, sh_degree=2)
+    weights = torch.rand((3, camera.height, camera.width), generator=torch.Generator().manual_seed(3))
+    rasterizer_calls = []
+
+    def counted(*args, **kwargs):
+        rasterizer_calls.append(args[4])
+        return rasterize_gaussians(*args, **kwargs)
+
+    monkeypatch.setattr(gaussian_renderer, "rasterize_gaussians", counted)
+
+    def gradients_of(render_view):
+        model.zero_grad()
+        leaves = {name: getattr(plain, name).detach().clone().requires_grad_(True)
+                  for name in ("means", "scales", "rotations", "opacities", "sh_coeffs")}
+        image, outputs = render_view(dataclasses.replace(plain, **leaves))
+        (image * weights).sum().backward()
+        gradients = {name: leaf.grad for name, leaf in leaves.items()}
+        gradients.update({name: parameter.grad.clone() for name, parameter in model.named_parameters()})
+        return image, outputs, gradients
+
+    image, outputs, gradients = gradients_of(
+        lambda params: train.render_training_view(camera, params, model, background, "cpu"))
+    # The moments share one call: one list of five cameras.
+    assert len(rasterizer_calls) == 1 and len(rasterizer_calls[0]) == 5
+
+    def one_by_one(params):
+        renders = [render(camera, moment, background, "cpu") for moment in model.blurred_params(params, camera)]
+        return mean_image(renders), renders
+
+    expected_image, expected_outputs, expected_gradients = gradients_of(one_by_one)
+    assert torch.equal(image, expected_image)
+    assert len(outputs) == len(expected_outputs) == 5
+    for output, expected in zip(outputs, expected_outputs):
+        assert torch.equal(output.image, expected.image) and torch.equal(output.radii, expected.radii)
+        torch.testing.assert_close(output.means2d.grad, expected.means2d.grad, rtol=0, atol=0)
+    # Gradients of what the moments share are summed over the moments in another order: float32 rounding.
+    for name, expected in expected_gradients.items():
+        assert (gradients[name] - expected).abs().max() <= 1e-6 * expected.abs().max(), name
 
 
 def test_a_blurred_image_counts_once_in_the_densification_statistics():
@@ -755,17 +814,17 @@ def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, 
     resumed = str(tmp_path / "resumed")
     train.main(["-m", uninterrupted] + common)
 
-    # Three renders per iteration: the run dies in iteration 30, after the checkpoint of iteration 20 and the
-    # KNN augmentation of iteration 25, which the resumed run repeats.
+    # One rasterizer call renders an iteration's three moments: the run dies in iteration 30, after the checkpoint
+    # of iteration 20 and the KNN augmentation of iteration 25, which the resumed run repeats.
     renders = {"count": 0}
 
     def interrupted_render(*args, **kwargs):
         renders["count"] += 1
-        if renders["count"] == 29 * 3 + 1:
+        if renders["count"] == 29 + 1:
             raise KeyboardInterrupt
-        return render(*args, **kwargs)
+        return render_moments(*args, **kwargs)
 
-    monkeypatch.setattr(train, "render", interrupted_render)
+    monkeypatch.setattr(train, "render_moments", interrupted_render)
     with pytest.raises(KeyboardInterrupt):
         train.main(["-m", resumed] + common)
     monkeypatch.undo()

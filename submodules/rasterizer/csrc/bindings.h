@@ -19,12 +19,26 @@ inline void check_input(const at::Tensor& t, const char* name, at::Device device
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-inline Camera camera_from(const at::Tensor& world_to_camera, double fx, double fy, double cx, double cy,
-                          int64_t width, int64_t height, double near_plane, double far_plane) {
-    TORCH_CHECK(world_to_camera.numel() == 16, "world_to_camera must be 4x4");
+// The cameras of one call, in the memory of the device whose stages read them.
+struct Cameras {
+    at::Tensor storage;  // count Camera structs
+    int count;
+    CameraList list() const { return {reinterpret_cast<const Camera*>(storage.data_ptr()), count}; }
+};
+
+// world_to_camera holds one 4x4 pose per camera (C x 4 x 4, or 4 x 4 for one); the cameras share the intrinsics.
+inline Cameras cameras_from(const at::Tensor& world_to_camera, double fx, double fy, double cx, double cy,
+                            int64_t width, int64_t height, double near_plane, double far_plane, at::Device device) {
+    TORCH_CHECK(world_to_camera.numel() > 0 && world_to_camera.numel() % 16 == 0,
+                "world_to_camera must be 4x4 or C x 4 x 4");
+    const int64_t count = world_to_camera.numel() / 16;
     const at::Tensor host = world_to_camera.detach().to(at::kCPU, at::kFloat).contiguous();
-    return make_camera(host.data_ptr<float>(), (float)fx, (float)fy, (float)cx, (float)cy, (int)width,
-                       (int)height, (float)near_plane, (float)far_plane);
+    at::Tensor storage = at::empty({count * (int64_t)sizeof(Camera)}, at::TensorOptions().dtype(at::kByte));
+    Camera* cameras = reinterpret_cast<Camera*>(storage.data_ptr());
+    for (int64_t c = 0; c < count; ++c)
+        cameras[c] = make_camera(host.data_ptr<float>() + 16 * c, (float)fx, (float)fy, (float)cx, (float)cy,
+                                 (int)width, (int)height, (float)near_plane, (float)far_plane);
+    return {storage.to(device), (int)count};
 }
 
 inline float* optional_ptr(const at::Tensor& t) { return t.numel() > 0 ? t.data_ptr<float>() : nullptr; }
@@ -33,7 +47,8 @@ template <class Backend>
 struct Bindings {
     static GaussianParams gaussian_params(const at::Tensor& means, const at::Tensor& scales,
                                           const at::Tensor& rotations, const at::Tensor& opacities,
-                                          const at::Tensor& sh_coeffs, int64_t sh_degree, bool normalize_rotations) {
+                                          const at::Tensor& sh_coeffs, int64_t sh_degree, bool normalize_rotations,
+                                          int num_cameras) {
         const at::Device device = means.device();
         check_input(means, "means", device);
         check_input(scales, "scales", device);
@@ -43,8 +58,11 @@ struct Bindings {
         const int64_t n = means.size(0);
         TORCH_CHECK(scales.numel() == 3 * n && rotations.numel() == 4 * n && opacities.numel() == n,
                     "per-Gaussian inputs disagree in length");
+        TORCH_CHECK(n % num_cameras == 0 && n <= INT32_MAX, "means must hold the same Gaussians for every camera");
         GaussianParams g;
         g.num_gaussians = (int)n;
+        g.num_cameras = num_cameras;
+        g.sh_per_camera = num_cameras > 1 && sh_coeffs.numel() > 0 && sh_coeffs.size(0) == n;
         g.means = means.data_ptr<float>();
         g.scales = scales.data_ptr<float>();
         g.rotations = rotations.data_ptr<float>();
@@ -53,9 +71,10 @@ struct Bindings {
         g.sh_coeffs_per_gaussian = g.sh_coeffs ? (int)sh_coeffs.size(1) : 0;
         g.sh_degree = (int)sh_degree;
         g.normalize_rotations = normalize_rotations;
-        TORCH_CHECK(!g.sh_coeffs || (sh_coeffs.size(0) == n && sh_coeffs.size(2) == 3 &&
+        TORCH_CHECK(!g.sh_coeffs || ((g.sh_per_camera || sh_coeffs.size(0) == n / num_cameras) &&
+                                     sh_coeffs.size(2) == 3 &&
                                      sh_coeffs_for_degree(g.sh_degree) <= g.sh_coeffs_per_gaussian),
-                    "sh_coeffs must be N x K x 3 with K >= (sh_degree+1)^2");
+                    "sh_coeffs must be N x K x 3 or C N x K x 3 with K >= (sh_degree+1)^2");
         return g;
     }
 
@@ -67,9 +86,10 @@ struct Bindings {
                                                       int64_t height, double near_plane, double far_plane,
                                                       int64_t sh_degree, bool normalize_rotations) {
         const at::OptionalDeviceGuard guard(device_of(means));
-        const GaussianParams g =
-            gaussian_params(means, scales, rotations, opacities, sh_coeffs, sh_degree, normalize_rotations);
-        const Camera cam = camera_from(world_to_camera, fx, fy, cx, cy, width, height, near_plane, far_plane);
+        const Cameras cams =
+            cameras_from(world_to_camera, fx, fy, cx, cy, width, height, near_plane, far_plane, means.device());
+        const GaussianParams g = gaussian_params(means, scales, rotations, opacities, sh_coeffs, sh_degree,
+                                                 normalize_rotations, cams.count);
         const int64_t n = g.num_gaussians;
         const auto f = means.options();
         const auto i = f.dtype(at::kInt);
@@ -79,11 +99,11 @@ struct Bindings {
         PreprocessOutputs out = {radii.data_ptr<int32_t>(), means2d.data_ptr<float>(), depths.data_ptr<float>(),
                                  conics.data_ptr<float>(), colors.data_ptr<float>(), tiles_touched.data_ptr<int32_t>(),
                                  tile_extents.data_ptr<int32_t>()};
-        if (n > 0) Backend::preprocess_forward(g, cam, out);
+        if (n > 0) Backend::preprocess_forward(g, cams.list(), out);
         return {radii, means2d, depths, conics, colors, tiles_touched, tile_extents};
     }
 
-    // -> d_means, d_scales, d_rotations, d_sh_coeffs (empty without SH), d_world_to_camera
+    // -> d_means, d_scales, d_rotations, d_sh_coeffs (one set per row; empty without SH), d_world_to_camera
     static std::vector<at::Tensor> preprocess_backward(
         const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations, const at::Tensor& opacities,
         const at::Tensor& sh_coeffs, const at::Tensor& world_to_camera, double fx, double fy, double cx, double cy,
@@ -91,9 +111,10 @@ struct Bindings {
         bool normalize_rotations, const at::Tensor& radii, const at::Tensor& colors, const at::Tensor& d_means2d,
         const at::Tensor& d_conics, const at::Tensor& d_colors, const at::Tensor& d_depths) {
         const at::OptionalDeviceGuard guard(device_of(means));
-        const GaussianParams g =
-            gaussian_params(means, scales, rotations, opacities, sh_coeffs, sh_degree, normalize_rotations);
-        const Camera cam = camera_from(world_to_camera, fx, fy, cx, cy, width, height, near_plane, far_plane);
+        const Cameras cams =
+            cameras_from(world_to_camera, fx, fy, cx, cy, width, height, near_plane, far_plane, means.device());
+        const GaussianParams g = gaussian_params(means, scales, rotations, opacities, sh_coeffs, sh_degree,
+                                                 normalize_rotations, cams.count);
         const at::Device device = means.device();
         check_input(d_means2d, "d_means2d", device);
         check_input(d_conics, "d_conics", device);
@@ -103,8 +124,10 @@ struct Bindings {
             check_input(d_colors, "d_colors", device);
         }
         at::Tensor d_means = at::zeros_like(means), d_scales = at::zeros_like(scales);
-        at::Tensor d_rotations = at::zeros_like(rotations), d_sh = at::zeros_like(sh_coeffs);
-        at::Tensor d_world_to_camera = at::zeros({4, 4}, means.options());
+        at::Tensor d_rotations = at::zeros_like(rotations);
+        at::Tensor d_sh = g.sh_coeffs ? at::zeros({means.size(0), sh_coeffs.size(1), 3}, means.options())
+                                      : at::zeros_like(sh_coeffs);
+        at::Tensor d_world_to_camera = at::zeros(world_to_camera.sizes(), means.options());
         const PreprocessGradients grads = {d_means2d.data_ptr<float>(), d_conics.data_ptr<float>(),
                                            g.sh_coeffs ? d_colors.data_ptr<float>() : nullptr,
                                            d_depths.data_ptr<float>()};
@@ -112,17 +135,20 @@ struct Bindings {
                                     d_rotations.data_ptr<float>(), optional_ptr(d_sh),
                                     d_world_to_camera.data_ptr<float>()};
         if (g.num_gaussians > 0)
-            Backend::preprocess_backward(g, cam, radii.data_ptr<int32_t>(), optional_ptr(colors), grads, out);
+            Backend::preprocess_backward(g, cams.list(), radii.data_ptr<int32_t>(), optional_ptr(colors), grads, out);
         return {d_means, d_scales, d_rotations, d_sh, d_world_to_camera};
     }
 
-    // -> tile_ranges (num_tiles x 2), sorted_ids (num_pairs)
+    // -> tile_ranges (num_cameras x tiles per camera x 2), sorted_ids (num_pairs)
     static std::vector<at::Tensor> bin_and_sort(const at::Tensor& means2d, const at::Tensor& depths,
                                                 const at::Tensor& tiles_touched, const at::Tensor& tile_extents,
-                                                int64_t width, int64_t height, int64_t num_pairs) {
+                                                int64_t width, int64_t height, int64_t num_pairs,
+                                                int64_t num_cameras) {
         const at::OptionalDeviceGuard guard(device_of(means2d));
         TORCH_CHECK(num_pairs >= 0 && num_pairs <= INT32_MAX, "num_pairs out of range");
-        const int64_t num_tiles = (int64_t)tiles_along((int)width) * tiles_along((int)height);
+        const int64_t num_tiles = num_cameras * tiles_per_camera((int)width, (int)height);
+        TORCH_CHECK(num_cameras > 0 && num_tiles < INT32_MAX && means2d.size(0) % num_cameras == 0,
+                    "num_cameras out of range");
         const auto i = means2d.options().dtype(at::kInt);
         at::Tensor tile_ranges = at::zeros({num_tiles, 2}, i);
         at::Tensor sorted_ids = at::empty({num_pairs}, i);
@@ -133,14 +159,15 @@ struct Bindings {
                               tiles_touched.data_ptr<int32_t>(), tile_extents.data_ptr<int32_t>(), (int)width,
                               (int)height, num_pairs, tile_ranges.data_ptr<int32_t>(),
                               sorted_ids.data_ptr<int32_t>(), workspace.data_ptr<uint8_t>(),
-                              (size_t)workspace.numel());
+                              (size_t)workspace.numel(), (int)num_cameras);
         return {tile_ranges, sorted_ids};
     }
 
     static BlendInputs blend_inputs(const at::Tensor& tile_ranges, const at::Tensor& sorted_ids,
                                     const at::Tensor& means2d, const at::Tensor& conics,
                                     const at::Tensor& opacities, const at::Tensor& colors, const at::Tensor& depths,
-                                    const at::Tensor& background, int64_t width, int64_t height) {
+                                    const at::Tensor& background, int64_t width, int64_t height,
+                                    int64_t num_cameras) {
         const at::Device device = means2d.device();
         check_input(colors, "colors", device);
         check_input(opacities, "opacities", device);
@@ -150,22 +177,24 @@ struct Bindings {
         return {(int)colors.size(1), (int)width, (int)height, tile_ranges.data_ptr<int32_t>(),
                 sorted_ids.data_ptr<int32_t>(), means2d.data_ptr<float>(), conics.data_ptr<float>(),
                 opacities.data_ptr<float>(), colors.data_ptr<float>(), depths.data_ptr<float>(),
-                background.data_ptr<float>()};
+                background.data_ptr<float>(), (int)num_cameras};
     }
 
-    // -> image (C x H x W), depth (H x W, unnormalised), final_transmittance, num_processed
+    // -> image (num_cameras x channels x H x W), depth (num_cameras x H x W, unnormalised), final_transmittance,
+    // num_processed
     static std::vector<at::Tensor> blend_forward(const at::Tensor& tile_ranges, const at::Tensor& sorted_ids,
                                                  const at::Tensor& means2d, const at::Tensor& conics,
                                                  const at::Tensor& opacities, const at::Tensor& colors,
                                                  const at::Tensor& depths, const at::Tensor& background,
-                                                 int64_t width, int64_t height) {
+                                                 int64_t width, int64_t height, int64_t num_cameras) {
         const at::OptionalDeviceGuard guard(device_of(means2d));
         const BlendInputs in = blend_inputs(tile_ranges, sorted_ids, means2d, conics, opacities, colors, depths,
-                                            background, width, height);
+                                            background, width, height, num_cameras);
         const auto f = means2d.options();
-        at::Tensor image = at::empty({in.num_channels, height, width}, f);
-        at::Tensor depth = at::empty({height, width}, f), final_T = at::empty({height, width}, f);
-        at::Tensor num_processed = at::empty({height, width}, f.dtype(at::kInt));
+        at::Tensor image = at::empty({num_cameras, in.num_channels, height, width}, f);
+        at::Tensor depth = at::empty({num_cameras, height, width}, f);
+        at::Tensor final_T = at::empty({num_cameras, height, width}, f);
+        at::Tensor num_processed = at::empty({num_cameras, height, width}, f.dtype(at::kInt));
         const BlendOutputs out = {image.data_ptr<float>(), depth.data_ptr<float>(), final_T.data_ptr<float>(),
                                   num_processed.data_ptr<int32_t>()};
         Backend::blend_forward(in, out);
@@ -177,12 +206,13 @@ struct Bindings {
                                                   const at::Tensor& means2d, const at::Tensor& conics,
                                                   const at::Tensor& opacities, const at::Tensor& colors,
                                                   const at::Tensor& depths, const at::Tensor& background,
-                                                  int64_t width, int64_t height, const at::Tensor& final_T,
+                                                  int64_t width, int64_t height, int64_t num_cameras,
+                                                  const at::Tensor& final_T,
                                                   const at::Tensor& num_processed, const at::Tensor& d_image,
                                                   const at::Tensor& d_depth, const at::Tensor& d_final_T) {
         const at::OptionalDeviceGuard guard(device_of(means2d));
         const BlendInputs in = blend_inputs(tile_ranges, sorted_ids, means2d, conics, opacities, colors, depths,
-                                            background, width, height);
+                                            background, width, height, num_cameras);
         const at::Device device = means2d.device();
         check_input(d_image, "d_image", device);
         check_input(d_depth, "d_depth", device);

@@ -4,6 +4,12 @@
 // the kernels compile without torch headers.
 //
 // Pipeline: preprocess -> bin and sort -> blend, and backward in reverse.
+//
+// One call renders one or more cameras of one image size. With C cameras the
+// per-Gaussian arrays hold C blocks of N rows, block c holding the Gaussians
+// as camera c sees them, so every stage treats the C x N rows as Gaussians of
+// their own; tiles are numbered camera by camera (camera c's tile t is
+// c x tiles per camera + t), so one sort and one blend cover every camera.
 #pragma once
 
 #include <cstdint>
@@ -13,16 +19,35 @@
 namespace splat {
 
 struct GaussianParams {
-    int num_gaussians;
-    const float* means;       // N x 3
-    const float* scales;      // N x 3, activated
-    const float* rotations;   // N x 4, (w, x, y, z), used as given unless normalize_rotations
-    const float* opacities;   // N, activated
-    const float* sh_coeffs;   // N x K x 3, or null when colours are given directly
+    int num_gaussians;        // rows: C x N
+    const float* means;       // rows x 3
+    const float* scales;      // rows x 3, activated
+    const float* rotations;   // rows x 4, (w, x, y, z), used as given unless normalize_rotations
+    const float* opacities;   // rows, activated
+    // N x K x 3, one set shared by the cameras, or rows x K x 3 with sh_per_camera; null when colours are given
+    // directly.
+    const float* sh_coeffs;
     int sh_coeffs_per_gaussian;  // K
     int sh_degree;               // active degree, (sh_degree+1)^2 <= K
     bool normalize_rotations;
+    int num_cameras = 1;  // C
+    bool sh_per_camera = false;
 };
+
+// The cameras of one call, camera c for the rows [c N, (c + 1) N); all of one image size. In device memory for
+// the CUDA backend.
+struct CameraList {
+    const Camera* cameras;
+    int count;
+    CameraList(const Camera& one) : cameras(&one), count(1) {}
+    CameraList(const Camera* cameras_, int count_) : cameras(cameras_), count(count_) {}
+};
+
+// Row i's SH coefficients.
+SPLAT_HD const float* sh_coeffs_of(const GaussianParams& g, int i) {
+    const int row = g.sh_per_camera ? i : i % (g.num_gaussians / g.num_cameras);
+    return g.sh_coeffs + (int64_t)row * g.sh_coeffs_per_gaussian * 3;
+}
 
 struct PreprocessOutputs {
     int32_t* radii;          // N, 0 where culled
@@ -45,34 +70,36 @@ struct ParamGradients {
     float* d_means;      // N x 3
     float* d_scales;     // N x 3
     float* d_rotations;  // N x 4
-    float* d_sh_coeffs;  // N x K x 3, or null
-    float* d_world_to_camera;  // 4 x 4, accumulated
+    float* d_sh_coeffs;  // rows x K x 3 (per row, also where the cameras share them), or null
+    float* d_world_to_camera;  // C x 4 x 4, accumulated
 };
 
 struct BlendInputs {
     int num_channels;
-    int width, height;
-    const int32_t* tile_ranges;  // num_tiles x 2, [start, end) into sorted_ids
+    int width, height;           // of each camera's image
+    const int32_t* tile_ranges;  // C x tiles per camera x 2, [start, end) into sorted_ids
     const int32_t* sorted_ids;   // Gaussian index per (Gaussian, tile) pair
     const float* means2d;
     const float* conics;
     const float* opacities;
     const float* colors;         // N x C
     const float* depths;
-    const float* background;     // C
+    const float* background;     // num_channels
+    int num_cameras = 1;         // C
 };
 
+// Each of them one image per camera.
 struct BlendOutputs {
-    float* image;            // C x H x W, background included
-    float* depth;            // H x W, sum of weight x depth
-    float* final_transmittance;  // H x W
-    int32_t* num_processed;  // H x W, list entries up to the last contributor
+    float* image;            // C x num_channels x H x W, background included
+    float* depth;            // C x H x W, sum of weight x depth
+    float* final_transmittance;  // C x H x W
+    int32_t* num_processed;  // C x H x W, list entries up to the last contributor
 };
 
 struct BlendGradients {
-    const float* d_image;  // C x H x W
-    const float* d_depth;  // H x W
-    const float* d_final_transmittance;  // H x W
+    const float* d_image;  // C x num_channels x H x W
+    const float* d_depth;  // C x H x W
+    const float* d_final_transmittance;  // C x H x W
 };
 
 struct BlendParamGradients {
@@ -85,6 +112,8 @@ struct BlendParamGradients {
 };
 
 SPLAT_HD int tiles_along(int pixels) { return (pixels + kTileSize - 1) / kTileSize; }
+
+SPLAT_HD int tiles_per_camera(int width, int height) { return tiles_along(width) * tiles_along(height); }
 
 // ---------------------------------------------------------------------------
 // The per-Gaussian work of the preprocess stage, run by both backends: one
@@ -123,8 +152,7 @@ SPLAT_HD void preprocess_gaussian(int i, const GaussianParams& g, const Camera& 
     out.conics[3 * i + 1] = conic.b;
     out.conics[3 * i + 2] = conic.c;
     if (g.sh_coeffs)
-        sh_to_color(g.sh_degree, g.sh_coeffs + (int64_t)i * g.sh_coeffs_per_gaussian * 3,
-                    view_direction(mean, centre), out.colors + 3 * i);
+        sh_to_color(g.sh_degree, sh_coeffs_of(g, i), view_direction(mean, centre), out.colors + 3 * i);
 }
 
 // What one Gaussian, or a sum over many, contributes to the camera gradient.
@@ -164,7 +192,7 @@ SPLAT_HD void preprocess_gaussian_backward(int i, const GaussianParams& g, const
                          camera.d_rotation, camera.d_translation);
     covariance_3d_vjp(g.scales + 3 * i, g.rotations + 4 * i, g.normalize_rotations, d_cov, d_scale, d_rot);
     if (g.sh_coeffs)
-        sh_to_color_vjp(g.sh_degree, g.sh_coeffs + i * sh_stride, mean, centre, colors + 3 * i,
+        sh_to_color_vjp(g.sh_degree, sh_coeffs_of(g, i), mean, centre, colors + 3 * i,
                         grads.d_colors + 3 * i, out.d_sh_coeffs + i * sh_stride, d_mean, camera.d_centre);
     out.d_means[3 * i] = d_mean.x;
     out.d_means[3 * i + 1] = d_mean.y;
@@ -183,15 +211,17 @@ SPLAT_HD void camera_gradient_to_matrix(const Camera& cam, CameraGradient sum, f
 
 namespace cpu {
 
-void preprocess_forward(const GaussianParams& g, const Camera& cam, const PreprocessOutputs& out);
-void preprocess_backward(const GaussianParams& g, const Camera& cam, const int32_t* radii, const float* colors,
+void preprocess_forward(const GaussianParams& g, CameraList cams, const PreprocessOutputs& out);
+void preprocess_backward(const GaussianParams& g, CameraList cams, const int32_t* radii, const float* colors,
                          const PreprocessGradients& grads, const ParamGradients& out);
 
-// Fills tile_ranges (num_tiles x 2) and sorted_ids (one entry per
-// (Gaussian, tile) pair), each tile's Gaussians ordered front to back.
-// tiles_touched and tile_extents are what preprocess_forward wrote.
+// Fills tile_ranges (num_cameras x tiles per camera x 2) and sorted_ids (one
+// entry per (Gaussian, tile) pair), each tile's Gaussians ordered front to
+// back. num_gaussians counts the rows of every camera; tiles_touched and
+// tile_extents are what preprocess_forward wrote.
 void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* tiles_touched,
-                  const int32_t* tile_extents, int width, int height, int32_t* tile_ranges, int32_t* sorted_ids);
+                  const int32_t* tile_extents, int width, int height, int32_t* tile_ranges, int32_t* sorted_ids,
+                  int num_cameras = 1);
 
 void blend_forward(const BlendInputs& in, const BlendOutputs& out);
 void blend_backward(const BlendInputs& in, const float* final_transmittance, const int32_t* num_processed,

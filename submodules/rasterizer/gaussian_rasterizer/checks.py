@@ -53,6 +53,8 @@ class DeferredFiniteCheck:
 
     def clear(self) -> None:
         self.all_finite = None
+# What the cameras of one call must have in common.
+SHARED_CAMERA_FIELDS = ("width", "height", "fx", "fy", "cx", "cy", "near", "far")
 
 
 def _tensor(value, name, shape, device=None):
@@ -97,71 +99,116 @@ def _positive_number(value, name, integer=False):
         raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
-def check_camera(camera, device):
+def check_camera(camera, device, name="camera"):
     """Returns (name, world_to_camera) for _check_finite."""
     if not isinstance(camera, Camera):
-        raise ValueError(f"camera must be a gaussian_rasterizer.Camera, got {type(camera).__name__}")
-    pose = _tensor(camera.world_to_camera, "camera.world_to_camera", (4, 4), device)
-    for name in ("fx", "fy"):
-        _positive_number(getattr(camera, name), f"camera.{name}")
-    for name in ("cx", "cy"):
-        value = getattr(camera, name)
+        raise ValueError(f"{name} must be a gaussian_rasterizer.Camera, got {type(camera).__name__}")
+    pose = _tensor(camera.world_to_camera, f"{name}.world_to_camera", (4, 4), device)
+    for field in ("fx", "fy"):
+        _positive_number(getattr(camera, field), f"{name}.{field}")
+    for field in ("cx", "cy"):
+        value = getattr(camera, field)
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(f"camera.{name} must be a finite number, got {value!r}")
-    for name in ("width", "height"):
-        _positive_number(getattr(camera, name), f"camera.{name}", integer=True)
-        if getattr(camera, name) > MAX_IMAGE_SIDE:
-            raise ValueError(f"camera.{name} must be at most {MAX_IMAGE_SIDE:,} (int32 pixel and tile indices), "
-                             f"got {getattr(camera, name):,}")
+            raise ValueError(f"{name}.{field} must be a finite number, got {value!r}")
+    for field in ("width", "height"):
+        _positive_number(getattr(camera, field), f"{name}.{field}", integer=True)
+        if getattr(camera, field) > MAX_IMAGE_SIDE:
+            raise ValueError(f"{name}.{field} must be at most {MAX_IMAGE_SIDE:,} (int32 pixel and tile indices), "
+                             f"got {getattr(camera, field):,}")
     tiles_x, tiles_y = -(-camera.width // TILE_SIZE), -(-camera.height // TILE_SIZE)
     if tiles_x * tiles_y > MAX_TILES:
-        raise ValueError(f"camera.width x camera.height = {camera.width:,} x {camera.height:,} covers "
+        raise ValueError(f"{name}.width x {name}.height = {camera.width:,} x {camera.height:,} covers "
                          f"{tiles_x * tiles_y:,} tiles of {TILE_SIZE}x{TILE_SIZE} pixels; the kernels number at most "
                          f"{MAX_TILES:,} (int32)")
     if device.type == "cuda" and tiles_y > MAX_CUDA_TILE_ROWS:
-        raise ValueError(f"camera.height must be at most {MAX_CUDA_TILE_ROWS * TILE_SIZE:,} on CUDA (a grid of at "
+        raise ValueError(f"{name}.height must be at most {MAX_CUDA_TILE_ROWS * TILE_SIZE:,} on CUDA (a grid of at "
                          f"most {MAX_CUDA_TILE_ROWS:,} rows of tiles), got {camera.height:,}")
-    _positive_number(camera.near, "camera.near")
+    _positive_number(camera.near, f"{name}.near")
     if not isinstance(camera.far, numbers.Real) or not camera.far > camera.near:
-        raise ValueError(f"camera.far must be greater than camera.near, got near={camera.near}, far={camera.far}")
+        raise ValueError(f"{name}.far must be greater than {name}.near, got near={camera.near}, far={camera.far}")
     return pose
 
 
 def check_image_size(camera, channels, device):
-    """Raises where the buffers of one render of `channels` channels cannot fit in the device's free memory."""
-    tiles = -(-camera.width // TILE_SIZE) * -(-camera.height // TILE_SIZE)
-    needed = 4 * (channels + PLANES_BEYOND_CHANNELS) * camera.width * camera.height + BYTES_PER_TILE * tiles
+    """Raises where the buffers of one render of `channels` channels, for each camera of the call, cannot fit in the
+    device's free memory."""
+    cameras = camera_list(camera)
+    first = cameras[0]
+    tiles = -(-first.width // TILE_SIZE) * -(-first.height // TILE_SIZE)
+    needed = len(cameras) * (4 * (channels + PLANES_BEYOND_CHANNELS) * first.width * first.height
+                             + BYTES_PER_TILE * tiles)
     available = free_bytes(device)
     if needed > available:
-        raise ValueError(f"camera.width x camera.height = {camera.width:,} x {camera.height:,} needs "
-                         f"{needed / 2**30:,.1f} GiB of image buffers ({channels} channels), more than the "
+        views = f" for {len(cameras)} cameras" if len(cameras) > 1 else ""
+        raise ValueError(f"camera.width x camera.height = {first.width:,} x {first.height:,} needs "
+                         f"{needed / 2**30:,.1f} GiB of image buffers ({channels} channels){views}, more than the "
                          f"{available / 2**30:,.1f} GiB free on {device}")
 
 
+def camera_list(camera):
+    """The cameras of a call: [camera] for one Camera, the cameras of a list or tuple for a batched call."""
+    if isinstance(camera, (list, tuple)):
+        if not camera:
+            raise ValueError("camera must hold at least one Camera, got an empty list")
+        return list(camera)
+    return [camera]
+
+
+def _check_cameras(camera, device):
+    """Checks one Camera, or a list of them that differ in their poses alone; returns what _check_finite reads."""
+    if not isinstance(camera, (list, tuple)):
+        return [check_camera(camera, device)]
+    cameras = camera_list(camera)
+    poses = [check_camera(view, device, f"camera[{index}]") for index, view in enumerate(cameras)]
+    # The native stages blend every camera into one grid of tiles of one size and share the intrinsics.
+    for index, view in enumerate(cameras[1:], start=1):
+        for field in SHARED_CAMERA_FIELDS:
+            if getattr(view, field) != getattr(cameras[0], field):
+                raise ValueError(
+                    f"camera[{index}].{field} is {getattr(view, field)!r} but camera[0].{field} is "
+                    f"{getattr(cameras[0], field)!r}: the cameras of one call differ in world_to_camera alone"
+                )
+    return poses
+
+
+def _per_camera_tensor(value, name, shape, cameras, device):
+    """A per-Gaussian input: shape, or (C, *shape) with one set per camera in a call of C cameras (None for a call
+    with one Camera)."""
+    if cameras is not None and isinstance(value, torch.Tensor) and value.dim() == len(shape) + 1:
+        return _tensor(value, name, (cameras, *shape), device)
+    return _tensor(value, name, shape, device)
+
+
 def check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degree, features, background):
-    """Validates every input; returns the number of colour channels."""
-    tensors = [_tensor(means, "means", (None, 3))]
-    n, device = means.shape[0], means.device
-    tensors += [_tensor(scales, "scales", (n, 3), device), _tensor(rotations, "rotations", (n, 4), device),
-                _tensor(opacities, "opacities", (n, 1), device), check_camera(camera, device)]
+    """Validates every input; returns the number of colour channels.
+
+    With a list of C cameras each per-Gaussian input may hold one set per camera, (C, N, ...), or one set that
+    every camera sees, (N, ...)."""
+    cameras = len(camera_list(camera)) if isinstance(camera, (list, tuple)) else None
+    tensors = [_per_camera_tensor(means, "means", (None, 3), cameras, None)]
+    n, device = means.shape[-2], means.device
+    tensors += [_per_camera_tensor(scales, "scales", (n, 3), cameras, device),
+                _per_camera_tensor(rotations, "rotations", (n, 4), cameras, device),
+                _per_camera_tensor(opacities, "opacities", (n, 1), cameras, device)]
+    tensors += _check_cameras(camera, device)
 
     if (sh_coeffs is None) == (features is None):
         raise ValueError("pass exactly one of sh_coeffs (N, K, 3) and features (N, C)")
     if sh_coeffs is not None:
-        tensors.append(_tensor(sh_coeffs, "sh_coeffs", (n, None, 3), device))
+        tensors.append(_per_camera_tensor(sh_coeffs, "sh_coeffs", (n, None, 3), cameras, device))
         if isinstance(sh_degree, bool) or not isinstance(sh_degree, numbers.Integral):
             raise ValueError(f"sh_degree must be an integer, got {sh_degree!r}")
         if not 0 <= sh_degree <= MAX_SH_DEGREE:
             raise ValueError(f"sh_degree must be between 0 and {MAX_SH_DEGREE}, got {sh_degree}")
-        if sh_coeffs.shape[1] < (sh_degree + 1) ** 2:
+        if sh_coeffs.shape[-2] < (sh_degree + 1) ** 2:
             raise ValueError(
-                f"sh_coeffs has {sh_coeffs.shape[1]} coefficients per channel; "
+                f"sh_coeffs has {sh_coeffs.shape[-2]} coefficients per channel; "
                 f"degree {sh_degree} needs {(sh_degree + 1) ** 2}"
             )
         channels = 3
     else:
-        tensors.append(_tensor(features, "features", (n, None), device))
-        channels = features.shape[1]
+        tensors.append(_per_camera_tensor(features, "features", (n, None), cameras, device))
+        channels = features.shape[-1]
         if channels < 1:
             raise ValueError("features must have at least one channel")
 

@@ -5,14 +5,15 @@ backward runs blend backward -> preprocess backward. Both backends expose the
 same five stage functions, so this one wrapper serves the CPU and the CUDA
 builds alike.
 """
-from dataclasses import dataclass
-from typing import Optional
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from . import reference
 from .camera import Camera
-from .checks import check_inputs, free_bytes
+from .checks import camera_list, check_inputs, free_bytes
 
 try:
     from . import _cpu
@@ -27,6 +28,14 @@ except ImportError:  # built without CUDA
 MAX_TILE_PAIRS = 2**31 - 1
 # Bytes held per (Gaussian, tile) pair while sorting: keys and values, double-buffered on CUDA.
 BYTES_PER_TILE_PAIR = {"cpu": 4, "cuda": 24}
+# The rows of every camera's Gaussians and the tiles of every camera's image are numbered with int32 (the CUDA sort
+# key holds the tile in its high 32 bits).
+MAX_ROWS = 2**31 - 1
+MAX_TILES = 2**31 - 2
+TILE_SIZE = reference.TILE_SIZE
+# CUDA blends one layer of blocks per camera and group of this many channels, at most MAX_CUDA_GRID_Z layers.
+CUDA_CHANNELS_PER_BLOCK = 4
+MAX_CUDA_GRID_Z = 65535
 
 
 class TilePairOverflowError(MemoryError):
@@ -35,7 +44,9 @@ class TilePairOverflowError(MemoryError):
 
 @dataclass
 class RasterOutput:
-    """What one render returns.
+    """What one render returns. A call with a list of cameras gives each tensor a leading dimension of one entry
+    per camera: image (cameras, C, H, W), depth and alpha (cameras, H, W), radii (cameras, N), means2d and
+    means2d_absgrad (cameras, N, 2).
 
     image: (C, H, W), background composited under the Gaussians.
     depth: (H, W) expected depth (alpha-weighted mean camera-space z), 0 where alpha is 0.
@@ -45,6 +56,9 @@ class RasterOutput:
         holds dL/d(2D mean), the densification statistic.
     means2d_absgrad: (N, 2) tensor whose .grad holds the sum over pixels of
         |dL/d(2D mean)| (the AbsGS statistic); None for the reference backend.
+    camera_leaves: of a batched call, the per-camera (N, 2) tensors that means2d and means2d_absgrad stack, for
+        unbind(); None otherwise. The reference backend's batched means2d gets no .grad: its per-camera tensors,
+        which unbind() hands out, do.
     """
 
     image: torch.Tensor
@@ -53,6 +67,20 @@ class RasterOutput:
     radii: torch.Tensor
     means2d: torch.Tensor
     means2d_absgrad: Optional[torch.Tensor]
+    camera_leaves: Optional[Tuple[List[torch.Tensor], Optional[List[torch.Tensor]]]] = field(default=None,
+                                                                                              repr=False)
+
+    def unbind(self) -> List["RasterOutput"]:
+        """A batched call's output as one RasterOutput per camera, each as a call for that camera alone returns
+        it: its means2d (and means2d_absgrad) receives that camera's screen-space gradients."""
+        if self.camera_leaves is None:
+            raise ValueError("unbind() needs the output of a call with a list of cameras")
+        means2d, absgrad = self.camera_leaves
+        return [
+            RasterOutput(image=self.image[c], depth=self.depth[c], alpha=self.alpha[c], radii=self.radii[c],
+                         means2d=means2d[c], means2d_absgrad=None if absgrad is None else absgrad[c])
+            for c in range(len(means2d))
+        ]
 
 
 def available_backends():
@@ -93,11 +121,27 @@ def _check_tile_pairs(num_pairs, backend, device):
         )
 
 
+def _check_batch_size(num_cameras, num_gaussians, camera, channels, backend):
+    """The kernels index the rows of all cameras and the tiles of all cameras with int32; the sort key of a pair
+    holds its tile in 32 bits; CUDA launches one block row per camera."""
+    tiles = num_cameras * math.ceil(camera.width / TILE_SIZE) * math.ceil(camera.height / TILE_SIZE)
+    if num_cameras * num_gaussians > MAX_ROWS:
+        raise ValueError(f"{num_cameras} cameras x {num_gaussians:,} Gaussians exceed the {MAX_ROWS:,} rows that one "
+                         "call can project; render the cameras in smaller groups")
+    if tiles > MAX_TILES:
+        raise ValueError(f"{num_cameras} cameras of {camera.width}x{camera.height} pixels make {tiles:,} tiles, over "
+                         f"the {MAX_TILES:,} that the sort keys can number; render the cameras in smaller groups")
+    blocks = num_cameras * math.ceil(channels / CUDA_CHANNELS_PER_BLOCK)
+    if backend == "cuda" and blocks > MAX_CUDA_GRID_Z:
+        raise ValueError(f"{num_cameras} cameras of {channels} channels need {blocks:,} CUDA block layers, over the "
+                         f"{MAX_CUDA_GRID_Z:,} of one launch; render the cameras in smaller groups")
+
+
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, native, backend, camera, settings, means, scales, rotations, opacities, sh_coeffs, features,
                 world_to_camera, background, means2d_leaf, absgrad_leaf):
-        sh_degree, normalize_rotations, uses_sh = settings
+        sh_degree, normalize_rotations, uses_sh, num_cameras = settings
         cam_args = (world_to_camera, camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height,
                     camera.near, camera.far, sh_degree, normalize_rotations)
         radii, means2d, depths, conics, sh_colors, tiles_touched, tile_extents = native.preprocess_forward(
@@ -106,14 +150,16 @@ class _Rasterize(torch.autograd.Function):
         num_pairs = int(tiles_touched.sum(dtype=torch.int64))
         _check_tile_pairs(num_pairs, backend, means.device)
         tile_ranges, sorted_ids = native.bin_and_sort(means2d, depths, tiles_touched, tile_extents, camera.width,
-                                                      camera.height, num_pairs)
+                                                      camera.height, num_pairs, num_cameras)
         blend_args = (tile_ranges, sorted_ids, means2d, conics, opacities, colors, depths, background,
-                      camera.width, camera.height)
+                      camera.width, camera.height, num_cameras)
         image, depth, final_t, num_processed = native.blend_forward(*blend_args)
 
         ctx.native, ctx.cam_args = native, cam_args
-        ctx.blend_sizes = (camera.width, camera.height)
+        ctx.blend_sizes = (camera.width, camera.height, num_cameras)
         ctx.uses_sh = uses_sh
+        ctx.leaf_shape = means2d_leaf.shape
+        ctx.shared_sh_shape = sh_coeffs.shape if uses_sh and sh_coeffs.shape[0] != means.shape[0] else None
         ctx.save_for_backward(means, scales, rotations, opacities, sh_coeffs, world_to_camera, background, radii,
                               means2d, depths, conics, colors, tile_ranges, sorted_ids, final_t, num_processed)
         ctx.mark_non_differentiable(radii, means2d)
@@ -131,19 +177,39 @@ class _Rasterize(torch.autograd.Function):
         d_means, d_scales, d_rotations, d_sh, d_world_to_camera = native.preprocess_backward(
             means, scales, rotations, opacities, sh_coeffs, *ctx.cam_args, radii, colors if ctx.uses_sh else
             colors.new_empty(0), d_means2d, d_conics, d_colors if ctx.uses_sh else d_colors.new_empty(0), d_depths)
-        d_background = (d_image * final_t).sum(dim=(1, 2))
+        if ctx.shared_sh_shape is not None:
+            # One row of gradients per camera and Gaussian, for coefficients the cameras share.
+            d_sh = d_sh.view(-1, *ctx.shared_sh_shape).sum(0)
+        d_background = (d_image * final_t[:, None]).sum(dim=(2, 3)).sum(0)
         d_features = None if ctx.uses_sh else d_colors
         return (None, None, None, None, d_means, d_scales, d_rotations, d_opacities.view(-1, 1),
-                d_sh if ctx.uses_sh else None, d_features, d_world_to_camera, d_background, d_means2d, d_means2d_abs)
-
+                d_sh if ctx.uses_sh else None, d_features, d_world_to_camera, d_background,
+                d_means2d.view(ctx.leaf_shape), d_means2d_abs.view(ctx.leaf_shape))
 
 def _expected_depth(weighted_depth, alpha):
     return torch.where(alpha > 0, weighted_depth / alpha.clamp_min(1e-10), torch.zeros_like(alpha))
 
 
-def rasterize_gaussians(means, scales, rotations, opacities, camera: Camera, sh_coeffs=None, sh_degree=0,
-                        features=None, background=None, normalize_rotations=False, backend="auto"):
-    """Renders N 3D Gaussians into one view, differentiably.
+def _per_camera(value, dims):
+    """Whether a per-Gaussian input of a batched call holds one set per camera (one more dimension than dims)."""
+    return value.dim() == dims + 1
+
+
+def _rasterize_reference(cameras, inputs, sh_degree, background, normalize_rotations):
+    """The reference backend renders a batched call one camera after another."""
+    outputs = []
+    for c, camera in enumerate(cameras):
+        means, scales, rotations, opacities, sh_coeffs, features = (
+            None if value is None else value[c] if _per_camera(value, dims) else value
+            for value, dims in zip(inputs, (2, 2, 2, 2, 3, 2)))
+        outputs.append(reference.rasterize_reference(means, scales, rotations, opacities, camera, sh_coeffs,
+                                                     sh_degree, features, background, normalize_rotations))
+    return [torch.stack(parts) for parts in zip(*outputs)], [output[4] for output in outputs]
+
+
+def rasterize_gaussians(means, scales, rotations, opacities, camera: Union[Camera, Sequence[Camera]], sh_coeffs=None,
+                        sh_degree=0, features=None, background=None, normalize_rotations=False, backend="auto"):
+    """Renders N 3D Gaussians into one view, or into C views in one pass, differentiably.
 
     means: (N, 3) world-space centres.
     scales: (N, 3) activated (positive) standard deviations along the local axes.
@@ -151,7 +217,12 @@ def rasterize_gaussians(means, scales, rotations, opacities, camera: Camera, sh_
         quaternion yields a non-orthonormal rotation (the deblurring method
         relies on this); normalize_rotations=True normalises them first.
     opacities: (N, 1) activated opacities in [0, 1].
-    camera: a Camera.
+    camera: a Camera, or a list of C Cameras that differ in world_to_camera
+        alone. A list renders every camera with one projection pass, one sort
+        and one blend; each per-Gaussian input may then be (C, N, ...), one
+        set per camera (e.g. Gaussians that move between the moments of an
+        exposure), or (N, ...), seen by every camera, and every output gains
+        a leading camera dimension (see RasterOutput).
     sh_coeffs: (N, K, 3) SH coefficients, with sh_degree (0..3) the active
         degree, K >= (sh_degree+1)^2; colour = max(0, SH(view dir) + 0.5).
     features: (N, C) per-Gaussian values blended as they are, any C >= 1;
@@ -166,29 +237,67 @@ def rasterize_gaussians(means, scales, rotations, opacities, camera: Camera, sh_
     channels = check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degree, features, background)
     if background is None:
         background = torch.zeros(channels, dtype=means.dtype, device=means.device)
-    n = means.shape[0]
+    batched = isinstance(camera, (list, tuple))
+    cameras = camera_list(camera)
+    num_cameras, n = len(cameras), means.shape[-2]
 
     if backend == "reference":
-        image, weighted_depth, final_t, radii, means2d = reference.rasterize_reference(
-            means, scales, rotations, opacities, camera, sh_coeffs, sh_degree, features, background,
-            normalize_rotations)
+        inputs = (means, scales, rotations, opacities, sh_coeffs, features)
+        (image, weighted_depth, final_t, radii, means2d), camera_means2d = _rasterize_reference(
+            cameras, inputs, sh_degree, background, normalize_rotations)
+        leaves, absgrad = (camera_means2d, None), None
+        if not batched:
+            radii, means2d = radii[0], camera_means2d[0]
         if means2d.requires_grad:
+            for camera_leaf in camera_means2d:
+                camera_leaf.retain_grad()
             means2d.retain_grad()
-        absgrad = None
     else:
         backend, native = _native_module(backend, means.device)
-        means2d = torch.zeros((n, 2), dtype=means.dtype, device=means.device, requires_grad=True)
-        absgrad = torch.zeros_like(means2d, requires_grad=True)
+        _check_batch_size(num_cameras, n, cameras[0], channels, backend)
+
+        def rows(value, dims):
+            """A per-Gaussian input as the native stages take it: one row per camera and Gaussian."""
+            if not batched:
+                return value.contiguous()
+            if not _per_camera(value, dims):
+                value = value.expand(num_cameras, *value.shape)
+            return value.reshape(num_cameras * n, *value.shape[2:]).contiguous()
+
+        def leaf():
+            return torch.zeros((n, 2), dtype=means.dtype, device=means.device, requires_grad=True)
+
+        # A batched call's means2d stacks one tensor per camera, so that unbind() can hand each camera its own.
+        leaves = ([leaf() for _ in cameras], [leaf() for _ in cameras]) if batched else None
+        means2d, absgrad = (torch.stack(leaves[0]), torch.stack(leaves[1])) if batched else (leaf(), leaf())
+        if batched:
+            if means2d.requires_grad:  # not under torch.no_grad()
+                means2d.retain_grad()
+                absgrad.retain_grad()
+            world_to_camera = torch.stack([view.world_to_camera for view in cameras])
+            # Coefficients that every camera sees stay one set: the stages read them per Gaussian.
+            sh_rows = None if sh_coeffs is None else rows(sh_coeffs, 3) if _per_camera(sh_coeffs, 3) else sh_coeffs
+        else:
+            world_to_camera = camera.world_to_camera
+            sh_rows = sh_coeffs
         empty = means.new_empty(0)
         image, weighted_depth, final_t, radii, projected = _Rasterize.apply(
-            native, backend, camera, (int(sh_degree), bool(normalize_rotations), sh_coeffs is not None),
-            means.contiguous(), scales.contiguous(), rotations.contiguous(), opacities.contiguous(),
-            empty if sh_coeffs is None else sh_coeffs.contiguous(), empty if features is None else features.contiguous(),
-            camera.world_to_camera.contiguous(), background.contiguous(), means2d, absgrad)
+            native, backend, cameras[0],
+            (int(sh_degree), bool(normalize_rotations), sh_coeffs is not None, num_cameras),
+            rows(means, 2), rows(scales, 2), rows(rotations, 2), rows(opacities, 2),
+            empty if sh_rows is None else sh_rows.contiguous(), empty if features is None else rows(features, 2),
+            world_to_camera.contiguous(), background.contiguous(), means2d, absgrad)
         # The leaves receive the screen-space gradients; give them the projected values too.
         with torch.no_grad():
-            means2d.copy_(projected)
+            means2d.copy_(projected.view_as(means2d))
+        if batched:
+            with torch.no_grad():
+                for camera_leaf, values in zip(leaves[0], means2d):
+                    camera_leaf.copy_(values)
+            radii = radii.view(num_cameras, n)
+    if not batched:
+        image, weighted_depth, final_t = image[0], weighted_depth[0], final_t[0]
 
     alpha = 1 - final_t
     return RasterOutput(image=image, depth=_expected_depth(weighted_depth, alpha), alpha=alpha, radii=radii,
-                        means2d=means2d, means2d_absgrad=absgrad)
+                        means2d=means2d, means2d_absgrad=absgrad, camera_leaves=leaves if batched else None)

@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 from scenes import random_scene, render_with_grads
+from test_rasterizer_batch import PER_CAMERA_CASES, batched_scene, render_batch, render_one_by_one
 from test_rasterizer_cpu import (
     CASES,
     NON_FINITE_NAMES,
@@ -91,3 +92,33 @@ def test_cuda_bins_faint_gaussians_to_their_alpha_boxes_like_the_cpu():
     # multiply-adds: a half-width that lands on a whole number can round up on one device only and move that
     # Gaussian's count by one row or column of tiles.
     assert abs(box_tiles - cpu_box_tiles) <= 0.02 * cpu_box_tiles
+
+
+def batch_to_cuda(scene):
+    moved = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
+    moved["cameras"] = [to_cuda({"camera": camera})["camera"] for camera in scene["cameras"]]
+    return moved
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("case", PER_CAMERA_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_cuda_batch_matches_single_calls(seed, case):
+    scene = batch_to_cuda(batched_scene(seed, **case))
+    batched, batched_grads, weights = render_batch(scene, "cuda")
+    singles, single_grads = render_one_by_one(scene, "cuda", weights)
+    # The forward pass does each camera's arithmetic as its own call does; gradients are summed with atomics in
+    # an order that changes from run to run, so they agree to float32 rounding of sums over a tile's pixels.
+    for name in ("image", "depth", "alpha", "radii"):
+        assert torch.equal(getattr(batched, name), torch.stack([getattr(out, name) for out in singles])), name
+    for part, single in zip(batched.unbind(), singles):
+        assert_gradients_close({"means2d": part.means2d.grad}, {"means2d": single.means2d.grad}, rtol=1e-5)
+    assert_gradients_close(batched_grads, single_grads, rtol=1e-5)
+
+
+def test_cuda_batch_matches_the_cpu_batch():
+    scene = batched_scene(5, per_camera=("means", "rotations"), sh_degree=3)
+    cpu, cpu_grads, _ = render_batch(scene, "cpu")
+    out, grads, _ = render_batch(batch_to_cuda(scene), "cuda")
+    for gpu_part, cpu_part in zip(out.unbind(), cpu.unbind()):
+        assert_forward_close(on_cpu(gpu_part, {})[0], cpu_part)
+    assert_gradients_close({k: v.cpu() for k, v in grads.items()}, cpu_grads)

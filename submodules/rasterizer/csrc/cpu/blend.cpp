@@ -1,5 +1,5 @@
 // Stage 3 on the CPU: front-to-back alpha blending per 16x16 tile, and its
-// backward pass walking back to front. Parallel over tiles.
+// backward pass walking back to front. Parallel over the tiles of every camera.
 //
 // Within a tile the loops run Gaussian by Gaussian, each over only the pixels
 // of its visible ellipse, with every pixel's compositing state kept in
@@ -59,6 +59,7 @@ constexpr int kMaxRuns = kTileSize * (kTileSize / kLanes);
 // A tile's Gaussians are scattered in memory: their records are fetched this many ahead.
 constexpr int kPrefetchAhead = 4;
 
+// The pixels of a camera's own tile.
 TilePixels tile_pixels(int tile, int width, int height) {
     const int tiles_x = tiles_along(width);
     const int x0 = (tile % tiles_x) * kTileSize, y0 = (tile / tiles_x) * kTileSize;
@@ -343,7 +344,8 @@ void blend_tile_backward(const GaussianTable& table, const int32_t* ids, int cou
 void blend_forward(const BlendInputs& in, const BlendOutputs& out) {
     const int C = in.num_channels;
     const int64_t plane = (int64_t)in.width * in.height;
-    const int num_tiles = tiles_along(in.width) * tiles_along(in.height);
+    const int camera_tiles = tiles_per_camera(in.width, in.height);
+    const int num_tiles = in.num_cameras * camera_tiles;
     // The inputs do not say how many Gaussians there are; the pairs name every one drawn.
     int num_gaussians = 0;
     for (int tile = 0; tile < num_tiles; ++tile)
@@ -358,19 +360,20 @@ void blend_forward(const BlendInputs& in, const BlendOutputs& out) {
         s.processed.resize(kTilePixels);
 #pragma omp for schedule(dynamic, 1)
         for (int tile = 0; tile < num_tiles; ++tile) {
-            const TilePixels px = tile_pixels(tile, in.width, in.height);
+            const int camera = tile / camera_tiles;
+            const TilePixels px = tile_pixels(tile % camera_tiles, in.width, in.height);
             const int start = in.tile_ranges[2 * tile], count = in.tile_ranges[2 * tile + 1] - start;
             blend_tile_forward(table, in.sorted_ids + start, count, C + 1, px, s);
             const int w = px.x1 - px.x0;
             for (int y = px.y0; y < px.y1; ++y) {
                 const int row = (y - px.y0) * kTileSize;
-                const int64_t pix = (int64_t)y * in.width + px.x0;
+                const int64_t local = (int64_t)y * in.width + px.x0, pix = camera * plane + local;
                 float* T = &s.T[row];
                 for (int x = 0; x < w; ++x) T[x] = std::abs(T[x]);
                 for (int c = 0; c < C; ++c) {
                     const float* accum = &s.accum[(size_t)(1 + c) * kTilePixels + row];
                     const float background = in.background[c];
-                    float* image = out.image + c * plane + pix;
+                    float* image = out.image + ((int64_t)camera * C + c) * plane + local;
                     for (int x = 0; x < w; ++x) image[x] = accum[x] + T[x] * background;
                 }
                 std::copy(T, T + w, out.final_transmittance + pix);
@@ -385,7 +388,7 @@ void blend_backward(const BlendInputs& in, const float* final_transmittance, con
                     const BlendGradients& grads, int num_gaussians, const BlendParamGradients& out) {
     const int C = in.num_channels;
     const int64_t plane = (int64_t)in.width * in.height;
-    const int num_tiles = tiles_along(in.width) * tiles_along(in.height);
+    const int camera_tiles = tiles_per_camera(in.width, in.height);
     const int num_threads = omp_get_max_threads();
     const int stride = kValueGrad + 1 + C;
     std::vector<float> buffers((size_t)num_threads * num_gaussians * stride, 0.f);
@@ -399,10 +402,13 @@ void blend_backward(const BlendInputs& in, const float* final_transmittance, con
         s.d_pixel.resize((size_t)kTilePixels * (C + 1));
         s.processed.resize(kTilePixels);
         s.grad.resize((size_t)stride * kLanes);
-        // A fixed tile-to-thread assignment keeps the sums reproducible.
-#pragma omp for schedule(static, 1)
-        for (int tile = 0; tile < num_tiles; ++tile) {
-            const TilePixels px = tile_pixels(tile, in.width, in.height);
+        // A fixed tile-to-thread assignment keeps the sums reproducible; each camera's tiles are assigned as a
+        // call for that camera alone assigns them, so that its gradients are the same sums.
+        for (int camera = 0; camera < in.num_cameras; ++camera)
+#pragma omp for schedule(static, 1) nowait
+        for (int camera_tile = 0; camera_tile < camera_tiles; ++camera_tile) {
+            const int tile = camera * camera_tiles + camera_tile;
+            const TilePixels px = tile_pixels(camera_tile, in.width, in.height);
             const int start = in.tile_ranges[2 * tile], count = in.tile_ranges[2 * tile + 1] - start;
             // Pixels outside the image contribute nothing: processed is 0 there.
             std::fill(s.processed.begin(), s.processed.end(), 0);
@@ -410,12 +416,12 @@ void blend_backward(const BlendInputs& in, const float* final_transmittance, con
             const int w = px.x1 - px.x0;
             for (int y = px.y0; y < px.y1; ++y) {
                 const int row = (y - px.y0) * kTileSize;
-                const int64_t pix = (int64_t)y * in.width + px.x0;
+                const int64_t local = (int64_t)y * in.width + px.x0, pix = camera * plane + local;
                 float d_T_final[kTileSize];
                 std::copy(grads.d_final_transmittance + pix, grads.d_final_transmittance + pix + w, d_T_final);
                 std::copy(grads.d_depth + pix, grads.d_depth + pix + w, &s.d_pixel[row]);
                 for (int c = 0; c < C; ++c) {
-                    const float* d_image = grads.d_image + c * plane + pix;
+                    const float* d_image = grads.d_image + ((int64_t)camera * C + c) * plane + local;
                     const float background = in.background[c];
                     float* d_pixel = &s.d_pixel[(size_t)(1 + c) * kTilePixels + row];
                     for (int x = 0; x < w; ++x) {

@@ -1,7 +1,9 @@
 // Stage 2 on the GPU: one 64-bit key per (Gaussian, tile) pair, tile id in the
 // high word and depth bits in the low word, so a single radix sort groups the
 // pairs by tile and orders each tile front to back. Depths are positive (past
-// the near plane), and positive floats order like their bit patterns.
+// the near plane), and positive floats order like their bit patterns. Every
+// camera's tiles are numbered after the previous camera's; the caller keeps
+// their count within 32 bits.
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -67,9 +69,10 @@ WorkspaceLayout workspace_layout(int64_t num_gaussians, int64_t num_pairs, int64
 __global__ void __launch_bounds__(kBlockSize)
     duplicate_keys_kernel(int num_gaussians, const float* means2d, const float* depths,
                           const int32_t* tiles_touched, const int32_t* tile_extents, const int32_t* offsets,
-                          int tiles_x, int tiles_y, int num_pairs, uint64_t* keys, int32_t* ids) {
+                          int tiles_x, int tiles_y, int per_camera, int num_pairs, uint64_t* keys, int32_t* ids) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= num_gaussians || tiles_touched[i] <= 0) return;
+    const uint64_t first_tile = (uint64_t)(i / per_camera) * (uint64_t)(tiles_x * tiles_y);
     int slot = i == 0 ? 0 : offsets[i - 1];
     const int slot_end = min(offsets[i], num_pairs);
     const uint64_t depth_bits = __float_as_uint(depths[i]);
@@ -78,7 +81,7 @@ __global__ void __launch_bounds__(kBlockSize)
     for (int ty = rect_min[1]; ty < rect_max[1]; ++ty)
         for (int tx = rect_min[0]; tx < rect_max[0]; ++tx) {
             if (slot >= slot_end) return;
-            keys[slot] = ((uint64_t)(ty * tiles_x + tx) << 32) | depth_bits;
+            keys[slot] = ((first_tile + (uint64_t)(ty * tiles_x + tx)) << 32) | depth_bits;
             ids[slot] = i;
             ++slot;
         }
@@ -112,10 +115,11 @@ size_t sort_workspace_bytes(int64_t num_gaussians, int64_t num_pairs, int64_t nu
 
 void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* tiles_touched,
                   const int32_t* tile_extents, int width, int height, int64_t num_pairs, int32_t* tile_ranges,
-                  int32_t* sorted_ids, uint8_t* workspace, size_t workspace_bytes, cudaStream_t stream) {
+                  int32_t* sorted_ids, uint8_t* workspace, size_t workspace_bytes, int num_cameras,
+                  cudaStream_t stream) {
     if (num_gaussians <= 0 || num_pairs <= 0) return;
     const int tiles_x = tiles_along(width), tiles_y = tiles_along(height);
-    const int64_t num_tiles = (int64_t)tiles_x * tiles_y;
+    const int64_t num_tiles = (int64_t)num_cameras * tiles_x * tiles_y;
     const WorkspaceLayout layout = workspace_layout(num_gaussians, num_pairs, num_tiles);
     if (workspace_bytes < layout.total)
         throw std::runtime_error("gaussian_rasterizer CUDA bin_and_sort: workspace of " +
@@ -133,8 +137,8 @@ void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, 
                                              stream),
                "bin_and_sort (scan)");
     duplicate_keys_kernel<<<blocks_for(num_gaussians, kBlockSize), kBlockSize, 0, stream>>>(
-        num_gaussians, means2d, depths, tiles_touched, tile_extents, offsets, tiles_x, tiles_y, (int)num_pairs,
-        keys.Current(), ids.Current());
+        num_gaussians, means2d, depths, tiles_touched, tile_extents, offsets, tiles_x, tiles_y,
+        num_gaussians / num_cameras, (int)num_pairs, keys.Current(), ids.Current());
     check_launch("bin_and_sort (keys)");
 
     // Equal keys (same tile, same depth) must stay in Gaussian order, as the

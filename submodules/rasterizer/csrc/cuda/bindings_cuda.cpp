@@ -9,13 +9,13 @@
 namespace splat {
 
 struct CudaBackend {
-    static void preprocess_forward(const GaussianParams& g, const Camera& cam, const PreprocessOutputs& out) {
-        cuda::preprocess_forward(g, cam, out, at::cuda::getCurrentCUDAStream());
+    static void preprocess_forward(const GaussianParams& g, CameraList cams, const PreprocessOutputs& out) {
+        cuda::preprocess_forward(g, cams, out, at::cuda::getCurrentCUDAStream());
     }
-    static void preprocess_backward(const GaussianParams& g, const Camera& cam, const int32_t* radii,
+    static void preprocess_backward(const GaussianParams& g, CameraList cams, const int32_t* radii,
                                     const float* colors, const PreprocessGradients& grads,
                                     const ParamGradients& out) {
-        cuda::preprocess_backward(g, cam, radii, colors, grads, out, at::cuda::getCurrentCUDAStream());
+        cuda::preprocess_backward(g, cams, radii, colors, grads, out, at::cuda::getCurrentCUDAStream());
     }
     static size_t sort_workspace_bytes(int64_t num_gaussians, int64_t num_pairs, int64_t num_tiles) {
         return cuda::sort_workspace_bytes(num_gaussians, num_pairs, num_tiles);
@@ -23,9 +23,10 @@ struct CudaBackend {
     static void bin_and_sort(int num_gaussians, const float* means2d, const float* depths,
                              const int32_t* tiles_touched, const int32_t* tile_extents, int width, int height,
                              int64_t num_pairs, int32_t* tile_ranges, int32_t* sorted_ids, uint8_t* workspace,
-                             size_t workspace_bytes) {
+                             size_t workspace_bytes, int num_cameras) {
         cuda::bin_and_sort(num_gaussians, means2d, depths, tiles_touched, tile_extents, width, height, num_pairs,
-                           tile_ranges, sorted_ids, workspace, workspace_bytes, at::cuda::getCurrentCUDAStream());
+                           tile_ranges, sorted_ids, workspace, workspace_bytes, num_cameras,
+                           at::cuda::getCurrentCUDAStream());
     }
     static void blend_forward(const BlendInputs& in, const BlendOutputs& out) {
         cuda::blend_forward(in, out, at::cuda::getCurrentCUDAStream());

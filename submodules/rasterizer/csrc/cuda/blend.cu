@@ -1,5 +1,6 @@
 // Stage 3 on the GPU: one 16x16 thread block per tile, one thread per pixel,
-// the same per-pixel arithmetic as cpu/blend.cpp. The tile's Gaussians are
+// the same per-pixel arithmetic as cpu/blend.cpp. The grid's z layers are the
+// cameras (in forward, each camera's groups of channels). The tile's Gaussians are
 // brought into shared memory in batches of one per thread; threads whose pixel
 // lies outside the image still load their share.
 //
@@ -37,20 +38,25 @@ __device__ void load_into_batch(Batch& batch, int slot, int g, const BlendInputs
 struct TilePixel {
     int rank;  // thread index within the block
     bool inside;
-    int64_t index;  // y * width + x, valid when inside
+    int64_t local;  // y * width + x within the camera's image, valid when inside
+    int64_t index;  // camera * width * height + local
+    int64_t image_offset;  // of the camera's channel 0 in the C x channels x H x W images: the pixel is at local
     float fx, fy;   // pixel centre
     int start, end;  // the tile's range in sorted_ids
 };
 
-__device__ TilePixel tile_pixel(const BlendInputs& in) {
+__device__ TilePixel tile_pixel(const BlendInputs& in, int camera) {
     TilePixel p;
     p.rank = threadIdx.y * kTileSize + threadIdx.x;
     const int x = blockIdx.x * kTileSize + threadIdx.x, y = blockIdx.y * kTileSize + threadIdx.y;
+    const int64_t plane = (int64_t)in.width * in.height;
     p.inside = x < in.width && y < in.height;
-    p.index = (int64_t)y * in.width + x;
+    p.local = (int64_t)y * in.width + x;
+    p.index = camera * plane + p.local;
+    p.image_offset = (int64_t)camera * in.num_channels * plane;
     p.fx = x + 0.5f;
     p.fy = y + 0.5f;
-    const int64_t tile = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
+    const int64_t tile = ((int64_t)camera * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
     p.start = in.tile_ranges[2 * tile];
     p.end = in.tile_ranges[2 * tile + 1];
     return p;
@@ -58,9 +64,10 @@ __device__ TilePixel tile_pixel(const BlendInputs& in) {
 
 __global__ void __launch_bounds__(kBlockSize) blend_forward_kernel(BlendInputs in, BlendOutputs out) {
     __shared__ Batch batch;
-    const TilePixel px = tile_pixel(in);
     const int C = in.num_channels;
-    const int first_channel = blockIdx.z * kChannelsPerBlock;
+    const int channel_groups = (C + kChannelsPerBlock - 1) / kChannelsPerBlock;
+    const TilePixel px = tile_pixel(in, blockIdx.z / channel_groups);
+    const int first_channel = blockIdx.z % channel_groups * kChannelsPerBlock;
     float accum[kChannelsPerBlock] = {};
     float T = 1.f, depth = 0.f;
     int processed = 0;
@@ -97,8 +104,9 @@ __global__ void __launch_bounds__(kBlockSize) blend_forward_kernel(BlendInputs i
 #pragma unroll
     for (int c = 0; c < kChannelsPerBlock; ++c)
         if (first_channel + c < C)
-            out.image[(first_channel + c) * plane + px.index] = accum[c] + T * in.background[first_channel + c];
-    if (blockIdx.z == 0) {
+            out.image[px.image_offset + (first_channel + c) * plane + px.local] =
+                accum[c] + T * in.background[first_channel + c];
+    if (first_channel == 0) {
         out.depth[px.index] = depth;
         out.final_transmittance[px.index] = T;
         out.num_processed[px.index] = processed;
@@ -116,7 +124,7 @@ __global__ void __launch_bounds__(kBlockSize)
                           BlendGradients grads, BlendParamGradients out) {
     __shared__ Batch batch;
     __shared__ int walk_start;
-    const TilePixel px = tile_pixel(in);
+    const TilePixel px = tile_pixel(in, blockIdx.z);
     const int C = in.num_channels;
     const int64_t plane = (int64_t)in.width * in.height;
 
@@ -125,7 +133,8 @@ __global__ void __launch_bounds__(kBlockSize)
     if (px.inside) {
         T_final = final_transmittance[px.index];
         d_T_final = grads.d_final_transmittance[px.index];
-        for (int c = 0; c < C; ++c) d_T_final += in.background[c] * grads.d_image[c * plane + px.index];
+        for (int c = 0; c < C; ++c)
+            d_T_final += in.background[c] * grads.d_image[px.image_offset + c * plane + px.local];
         d_depth_pixel = grads.d_depth[px.index];
         last = px.start + max(0, min(num_processed[px.index], px.end - px.start));
     }
@@ -164,7 +173,7 @@ __global__ void __launch_bounds__(kBlockSize)
             }
             float color_dot = 0.f;
             for (int c = 0; c < C; ++c) {
-                const float d_pixel = contributes ? grads.d_image[c * plane + px.index] : 0.f;
+                const float d_pixel = contributes ? grads.d_image[px.image_offset + c * plane + px.local] : 0.f;
                 color_dot += in.colors[(int64_t)g * C + c] * d_pixel;
                 atomic_add_warp_sum(out.d_colors + (int64_t)g * C + c, weight * d_pixel);
             }
@@ -192,7 +201,7 @@ __global__ void __launch_bounds__(kBlockSize)
 }
 
 dim3 tile_grid(const BlendInputs& in, int channel_groups) {
-    return dim3(tiles_along(in.width), tiles_along(in.height), channel_groups);
+    return dim3(tiles_along(in.width), tiles_along(in.height), (unsigned)(in.num_cameras * channel_groups));
 }
 
 void zero(float* data, int64_t count, cudaStream_t stream) {

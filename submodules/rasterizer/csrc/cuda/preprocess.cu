@@ -1,7 +1,8 @@
 // Stage 1 on the GPU: one thread per Gaussian, the same per-Gaussian logic as
-// cpu/preprocess.cpp. In backward every Gaussian adds to the same camera
-// gradient, so it is summed per warp and then per block, and each block adds
-// its sum with one atomic per entry.
+// cpu/preprocess.cpp; blockIdx.y is the camera, so no block mixes two. In
+// backward every Gaussian adds to its camera's gradient, so it is summed per
+// warp and then per block, and each block adds its sum with one atomic per
+// entry.
 #include "stages_cuda.h"
 
 namespace splat {
@@ -16,10 +17,18 @@ constexpr int kWarpsPerBlock = kBlockSize / kWarpSize;
 // reductions: d(rotation) row-major, d(translation), d(camera centre).
 constexpr int kCameraGradientSize = 15;
 
-__global__ void __launch_bounds__(kBlockSize)
-    preprocess_forward_kernel(GaussianParams g, Camera cam, Vec3 centre, PreprocessOutputs out) {
+// The row of this thread's Gaussian as blockIdx.y's camera sees it, or -1 past the end.
+__device__ int row_of_thread(const GaussianParams& g) {
+    const int per_camera = g.num_gaussians / g.num_cameras;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < g.num_gaussians) preprocess_gaussian(i, g, cam, centre, out);
+    return i < per_camera ? (int)blockIdx.y * per_camera + i : -1;
+}
+
+__global__ void __launch_bounds__(kBlockSize)
+    preprocess_forward_kernel(GaussianParams g, const Camera* cameras, PreprocessOutputs out) {
+    const int i = row_of_thread(g);
+    const Camera cam = cameras[blockIdx.y];
+    if (i >= 0) preprocess_gaussian(i, g, cam, camera_centre(cam), out);
 }
 
 // CameraGradient as flat floats for the reductions, and back.
@@ -44,13 +53,14 @@ __device__ CameraGradient unflatten(const float flat[kCameraGradientSize]) {
 }
 
 __global__ void __launch_bounds__(kBlockSize)
-    preprocess_backward_kernel(GaussianParams g, Camera cam, Vec3 centre, const int32_t* radii,
-                               const float* colors, PreprocessGradients grads, ParamGradients out) {
+    preprocess_backward_kernel(GaussianParams g, const Camera* cameras, const int32_t* radii, const float* colors,
+                               PreprocessGradients grads, ParamGradients out) {
     __shared__ float warp_sums[kWarpsPerBlock][kCameraGradientSize];
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int i = row_of_thread(g);
+    const Camera cam = cameras[blockIdx.y];
     // Threads past the end add zeros: every lane must take part in the reductions.
     CameraGradient mine = zero_camera_gradient();
-    if (i < g.num_gaussians) preprocess_gaussian_backward(i, g, cam, centre, radii, colors, grads, out, mine);
+    if (i >= 0) preprocess_gaussian_backward(i, g, cam, camera_centre(cam), radii, colors, grads, out, mine);
     float camera_gradient[kCameraGradientSize];
     flatten(mine, camera_gradient);
 
@@ -68,25 +78,30 @@ __global__ void __launch_bounds__(kBlockSize)
         // applying it to the block's sum equals applying it per Gaussian.
         float d_world_to_camera[16] = {};
         camera_gradient_to_matrix(cam, unflatten(block_sum), d_world_to_camera);
-        for (int k = 0; k < 12; ++k) atomicAdd(out.d_world_to_camera + k, d_world_to_camera[k]);  // top 3 rows
+        float* target = out.d_world_to_camera + 16 * blockIdx.y;
+        for (int k = 0; k < 12; ++k) atomicAdd(target + k, d_world_to_camera[k]);  // top 3 rows
     }
 }
 
 }  // namespace
 
-void preprocess_forward(const GaussianParams& g, const Camera& cam, const PreprocessOutputs& out,
+// One row of blocks per camera.
+dim3 camera_grid(const GaussianParams& g) {
+    return dim3(blocks_for(g.num_gaussians / g.num_cameras, kBlockSize), (unsigned)g.num_cameras);
+}
+
+void preprocess_forward(const GaussianParams& g, CameraList cams, const PreprocessOutputs& out,
                         cudaStream_t stream) {
     if (g.num_gaussians <= 0) return;
-    preprocess_forward_kernel<<<blocks_for(g.num_gaussians, kBlockSize), kBlockSize, 0, stream>>>(
-        g, cam, camera_centre(cam), out);
+    preprocess_forward_kernel<<<camera_grid(g), kBlockSize, 0, stream>>>(g, cams.cameras, out);
     check_launch("preprocess_forward");
 }
 
-void preprocess_backward(const GaussianParams& g, const Camera& cam, const int32_t* radii, const float* colors,
+void preprocess_backward(const GaussianParams& g, CameraList cams, const int32_t* radii, const float* colors,
                          const PreprocessGradients& grads, const ParamGradients& out, cudaStream_t stream) {
     if (g.num_gaussians <= 0) return;
-    preprocess_backward_kernel<<<blocks_for(g.num_gaussians, kBlockSize), kBlockSize, 0, stream>>>(
-        g, cam, camera_centre(cam), radii, colors, grads, out);
+    preprocess_backward_kernel<<<camera_grid(g), kBlockSize, 0, stream>>>(g, cams.cameras, radii, colors, grads,
+                                                                          out);
     check_launch("preprocess_backward");
 }
 

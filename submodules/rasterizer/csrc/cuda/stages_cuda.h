@@ -16,18 +16,21 @@
 namespace splat {
 namespace cuda {
 
-void preprocess_forward(const GaussianParams& g, const Camera& cam, const PreprocessOutputs& out,
+// cams.cameras in device memory.
+void preprocess_forward(const GaussianParams& g, CameraList cams, const PreprocessOutputs& out,
                         cudaStream_t stream);
-void preprocess_backward(const GaussianParams& g, const Camera& cam, const int32_t* radii, const float* colors,
+void preprocess_backward(const GaussianParams& g, CameraList cams, const int32_t* radii, const float* colors,
                          const PreprocessGradients& grads, const ParamGradients& out, cudaStream_t stream);
 
 // Bytes of device scratch that bin_and_sort needs for these sizes.
 size_t sort_workspace_bytes(int64_t num_gaussians, int64_t num_pairs, int64_t num_tiles);
-// Fills tile_ranges (num_tiles x 2, zero-initialised by the caller) and
-// sorted_ids (num_pairs); tiles_touched and tile_extents must be what preprocess_forward wrote.
+// Fills tile_ranges (num_cameras x tiles per camera x 2, zero-initialised by
+// the caller) and sorted_ids (num_pairs); num_gaussians counts the rows of
+// every camera; tiles_touched and tile_extents must be what preprocess_forward wrote.
 void bin_and_sort(int num_gaussians, const float* means2d, const float* depths, const int32_t* tiles_touched,
                   const int32_t* tile_extents, int width, int height, int64_t num_pairs, int32_t* tile_ranges,
-                  int32_t* sorted_ids, uint8_t* workspace, size_t workspace_bytes, cudaStream_t stream);
+                  int32_t* sorted_ids, uint8_t* workspace, size_t workspace_bytes, int num_cameras,
+                  cudaStream_t stream);
 
 void blend_forward(const BlendInputs& in, const BlendOutputs& out, cudaStream_t stream);
 void blend_backward(const BlendInputs& in, const float* final_transmittance, const int32_t* num_processed,
