@@ -1,4 +1,4 @@
-"""A short deblurring run against a vanilla run of the same length on the tiny synthetic defocus scene."""
+"""Short deblurring runs against vanilla runs of the same length on tiny synthetic scenes."""
 
 import json
 import os
@@ -13,6 +13,7 @@ from blur.model import camera_depths
 from blur.presets import as_arguments
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
+from scene.synthetic import generate_scene, preset_config
 
 ITERATIONS = 1000
 # Below the smallest gains measured at this length (see the tests' docstrings).
@@ -23,8 +24,8 @@ FOCUS_TOLERANCE = 1.15
 FOCUS_SHARE = 0.9
 
 
-def held_out_psnr(model_path):
-    with open(os.path.join(model_path, f"results_{ITERATIONS}.json")) as file:
+def held_out_psnr(model_path, iterations=ITERATIONS):
+    with open(os.path.join(model_path, f"results_{iterations}.json")) as file:
         return json.load(file)["mean"]["deblur_nerf"]["psnr"]
 
 
@@ -94,3 +95,29 @@ def test_lens_blur_learns_each_photo_s_focus_and_deblurs_more(tiny_defocus_scene
     print("learned focus", np.round(learned, 2), "rendered focus", np.round(rendered, 2))
     ratios = np.array(learned) / np.array(rendered)
     assert np.mean(np.abs(np.log(ratios)) < np.log(FOCUS_TOLERANCE)) >= FOCUS_SHARE
+
+
+WALK_ITERATIONS = 600
+WALK_MARGIN_DB = 0.5
+
+
+def test_the_default_motion_model_beats_vanilla_on_a_random_walk_shake(tmp_path):
+    """The tiny motion scene with random-walk shake paths, which the default model's cubic camera path cannot fit.
+
+    At this length the default --blur motion gained 1.42 dB with the scene of seed 0 (23.48 against 22.06 dB) and
+    1.16 dB with that of seed 1 (22.36 against 21.20 dB), one thread each.
+    """
+    scene = str(tmp_path / "tiny_motion_walk")
+    generate_scene(preset_config("tiny", "motion", seed=0, shake_path="walk"), scene, log=lambda message: None)
+
+    def psnr(name, blur_options):
+        argv = ["-s", scene, "-m", str(tmp_path / name), "--eval", "--config", "synthetic_motion", "--device", "cpu",
+                "--seed", "0", "--test_iterations", str(WALK_ITERATIONS), "--save_iterations", str(WALK_ITERATIONS),
+                "--checkpoint_interval", "0"] + blur_options
+        train.main(train.cpu_scale_arguments(argv, WALK_ITERATIONS) + argv)
+        return held_out_psnr(str(tmp_path / name), WALK_ITERATIONS)
+
+    vanilla = psnr("vanilla", ["--blur", "none"])
+    deblurred = psnr("default", ["--blur", "motion"])
+    print(f"default motion model {deblurred:.2f} dB, vanilla {vanilla:.2f} dB")
+    assert deblurred > vanilla + WALK_MARGIN_DB
