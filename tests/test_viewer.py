@@ -499,7 +499,8 @@ def test_render_py_view_serves_until_interrupted(trained_run):
     try:
         lines = stdout_lines(process)
         line = ""
-        while url not in line:
+        # viser prints the address in its own banner while the server is still being built: wait for render.py's.
+        while not line.startswith(f"Open {url}"):
             line = lines.get(timeout=120)
             assert line is not None, f"render.py --view ended without serving {url}: {process.stderr.read()}"
         with urllib.request.urlopen(url, timeout=10) as response:
