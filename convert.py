@@ -49,12 +49,20 @@ def photo_names(input_folder):
     return names
 
 
-def sfm_options(pycolmap, standard):
-    """(camera model, extraction, matching, two-view verification, mapping) options."""
+# Seeds pycolmap's random number generator and the mapper's.
+SFM_SEED = 0
+
+
+def sfm_options(pycolmap, standard, threads=-1):
+    """(camera model, extraction, matching, two-view verification, mapping) options; threads -1 uses every core."""
     extraction = pycolmap.FeatureExtractionOptions()
     matching = pycolmap.FeatureMatchingOptions()
     verification = pycolmap.TwoViewGeometryOptions()
     mapping = pycolmap.IncrementalPipelineOptions()
+    # With one thread and the seed, the same photos give the same model; more threads finish RANSAC and bundle
+    # adjustment in an order that varies from run to run.
+    extraction.num_threads = matching.num_threads = mapping.num_threads = threads
+    mapping.random_seed = SFM_SEED
     if standard:
         return "OPENCV", extraction, matching, verification, mapping
     # Blur removes the fine detail SIFT relies on: affine-adapted, scale-pooled descriptors match more reliably.
@@ -70,7 +78,7 @@ def sfm_options(pycolmap, standard):
     return "SIMPLE_PINHOLE", extraction, matching, verification, mapping
 
 
-def run_sfm(source_path, standard=False, log=print):
+def run_sfm(source_path, standard=False, log=print, threads=-1):
     """Features, exhaustive matching and incremental mapping of source_path/input into source_path/distorted;
     returns the largest reconstruction and the folder it was written to."""
     pycolmap = import_pycolmap()
@@ -81,8 +89,8 @@ def run_sfm(source_path, standard=False, log=print):
     shutil.rmtree(distorted, ignore_errors=True)
     os.makedirs(os.path.join(distorted, "sparse"))
     database = os.path.join(distorted, "database.db")
-    camera_model, extraction, matching, verification, mapping = sfm_options(pycolmap, standard)
-    pycolmap.set_random_seed(0)
+    camera_model, extraction, matching, verification, mapping = sfm_options(pycolmap, standard, threads)
+    pycolmap.set_random_seed(SFM_SEED)
 
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
@@ -144,8 +152,8 @@ def write_downscaled_copies(source_path):
                 cv2.imwrite(os.path.join(folder, relative), cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
-def convert(source_path, standard=False, resize=False, log=print):
-    reconstruction, model_folder = run_sfm(source_path, standard, log)
+def convert(source_path, standard=False, resize=False, log=print, threads=-1):
+    reconstruction, model_folder = run_sfm(source_path, standard, log, threads)
     log(f"Registered {reconstruction.num_reg_images()} photos, {reconstruction.num_points3D()} points; undistorting")
     undistort(source_path, model_folder)
     if resize:
@@ -159,9 +167,14 @@ def main(argv=None):
     parser.add_argument("--standard", action="store_true",
                         help="COLMAP's standard settings (OPENCV camera) instead of the settings for blurry photos")
     parser.add_argument("--resize", action="store_true", help="also write images_2, images_4 and images_8")
+    parser.add_argument("--threads", type=int, default=-1,
+                        help="threads of feature extraction, matching and mapping (default -1: every core); with 1 "
+                             "the same photos always give the same model")
     args = parser.parse_args(argv)
+    if args.threads == 0 or args.threads < -1:
+        parser.error(f"--threads must be -1 (every core) or positive, got {args.threads}")
     try:
-        convert(args.source_path, standard=args.standard, resize=args.resize)
+        convert(args.source_path, standard=args.standard, resize=args.resize, threads=args.threads)
     except ConversionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

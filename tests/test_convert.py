@@ -98,7 +98,7 @@ def relative_rotation_angles(poses):
 def test_convert_registers_every_photo(tmp_path, flags, camera_model):
     count = 6
     poses = write_photos(tmp_path / "input", count)
-    assert convert.main(["-s", str(tmp_path), "--resize", *flags]) == 0
+    assert convert.main(["-s", str(tmp_path), "--resize", "--threads", "1", *flags]) == 0
 
     cameras, images, points3d = read_model(tmp_path / "sparse" / "0")
     assert sorted(image.name for image in images.values()) == [f"photo_{index:02d}.jpg" for index in range(count)]
@@ -138,3 +138,19 @@ def test_too_few_registered_photos(tmp_path, capsys):
 def test_missing_input_folder(tmp_path, capsys):
     assert convert.main(["-s", str(tmp_path)]) == 1
     assert "input: folder not found" in capsys.readouterr().err
+
+
+def test_one_thread_gives_the_same_model_every_time(tmp_path):
+    models = []
+    for run in ("first", "second"):
+        write_photos(tmp_path / run / "input", 6)
+        assert convert.main(["-s", str(tmp_path / run), "--threads", "1", "--standard"]) == 0
+        model = tmp_path / run / "sparse" / "0"
+        models.append({name: (model / name).read_bytes() for name in sorted(os.listdir(model))})
+    assert models[0] == models[1]
+
+
+def test_threads_must_be_every_core_or_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        convert.main(["-s", str(tmp_path), "--threads", "0"])
+    assert "--threads must be -1 (every core) or positive, got 0" in capsys.readouterr().err
