@@ -597,6 +597,19 @@ def lpips_weights_argument(paths):
     return paths[0] if len(paths) == 1 else tuple(paths)
 
 
+def run_options(args: Namespace) -> Namespace:
+    """The train.py-only options that training() takes as run, from parse_args' namespace."""
+    return Namespace(
+        seed=args.seed,
+        resume=args.resume,
+        test_iterations=set(args.test_iterations),
+        save_iterations=set(args.save_iterations),
+        checkpoint_iterations=set(args.checkpoint_iterations),
+        checkpoint_interval=args.checkpoint_interval,
+        lpips_weights=lpips_weights_argument(args.lpips_weights),
+    )
+
+
 def main(argv=None):
     args, dataset, opt, pipe, blur_args = parse_args(argv)
     print(f"Output folder: {args.model_path}")
@@ -608,17 +621,8 @@ def main(argv=None):
     if not (args.resume and os.path.isfile(config_path)):
         with atomic_write(config_path, "w") as file:
             file.write(str(Namespace(**vars(args))))
-    run = Namespace(
-        seed=args.seed,
-        resume=args.resume,
-        test_iterations=set(args.test_iterations),
-        save_iterations=set(args.save_iterations),
-        checkpoint_iterations=set(args.checkpoint_iterations),
-        checkpoint_interval=args.checkpoint_interval,
-        lpips_weights=lpips_weights_argument(args.lpips_weights),
-    )
     try:
-        training(dataset, opt, pipe, run, blur_args)
+        training(dataset, opt, pipe, run_options(args), blur_args)
     except (AugmentationError, DatasetError, MetricsError, PlyFormatError, TrainingError) as error:
         sys.exit(f"train.py: error: {error}")
 

@@ -22,7 +22,7 @@ import json
 import shlex
 import sys
 import tempfile
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentParser
 
 import torch
 
@@ -64,9 +64,11 @@ def timed_training(source, blur, device, iterations, warmup, train_args=(), seed
         full = train.parse_args(argv + list(train_args))[0]
         argv += as_arguments({name: getattr(full, name) for name in train.SCHEDULE_OPTIONS})
         argv += [*train_args, "--iterations", str(warmup + iterations)]
-        _, dataset, opt, pipe, blur_args = train.parse_args(argv)
-        run = Namespace(seed=seed, resume=False, test_iterations=set(), save_iterations=set(),
-                        checkpoint_iterations=set(), checkpoint_interval=0, lpips_weights=None)
+        args, dataset, opt, pipe, blur_args = train.parse_args(argv)
+        # Nothing is saved, scored or checkpointed: only the training step is timed.
+        run = train.run_options(args)
+        run.test_iterations = run.save_iterations = run.checkpoint_iterations = set()
+        run.checkpoint_interval = 0
         timer = PhaseTimer(device, first_timed_iteration=warmup + 1)
         gaussians, scene, _ = train.training(dataset, opt, pipe, run, blur_args, timer=timer)
     return timer, gaussians, scene
