@@ -21,8 +21,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
+import logging
 import shutil
-import sys
 import time
 from argparse import ArgumentParser
 
@@ -31,12 +31,13 @@ import numpy as np
 import torch
 
 import metrics
-import train
 from gaussian_renderer import render
 from scene.dataset_readers import read_image
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
-from scene.synthetic import SHARP_IMAGES_FOLDER, SyntheticSceneError, generate_scene, preset_config
+from scene.synthetic import SHARP_IMAGES_FOLDER, generate_scene, preset_config
+from training import TrainingOptions, run_training, training_options, with_cpu_scale
+from utils.errors import report_user_errors
 
 PRESET = "synthetic_defocus"
 # Panels are enlarged so that the 160x120 views and their labels stay readable.
@@ -53,11 +54,12 @@ def ensure_scene(folder, seed):
     generate_scene(preset_config("tiny", "defocus", seed=seed), folder)
 
 
-def training_arguments(scene_folder, model_path, iterations, seed):
-    argv = ["-s", scene_folder, "-m", model_path, "--eval", "--config", PRESET, "--device", "cpu",
-            "--seed", str(seed), "--test_iterations", str(iterations), "--save_iterations", str(iterations),
-            "--checkpoint_interval", "0"]
-    return argv + train.cpu_scale_arguments(argv, iterations)
+def demo_training_options(scene_folder: str, model_path: str, iterations: int, seed: int) -> TrainingOptions:
+    """The preset's default model on a CPU-scale schedule of iterations, evaluated at the end."""
+    explicit = {"source_path": scene_folder, "model_path": model_path, "eval": True, "config": PRESET,
+                "device": "cpu", "seed": seed, "test_iterations": [iterations], "save_iterations": [iterations],
+                "checkpoint_interval": 0}
+    return training_options(with_cpu_scale(explicit, iterations))
 
 
 def to_uint8(image):
@@ -93,10 +95,10 @@ def input_blur_psnr(scene_folder, cameras):
     return float(np.mean(values))
 
 
-def evaluate_and_illustrate(scene_folder, model_path, out, argv):
+def evaluate_and_illustrate(scene_folder, options: TrainingOptions, out):
     """Render the test views of the trained model, score them into OUT/results.json and draw the comparisons;
     returns the mean scores."""
-    _, dataset, _, pipe, _ = train.parse_args(argv)
+    dataset, pipe, model_path = options.model, options.pipeline, options.model_path
     with torch.no_grad():
         gaussians = GaussianModel(dataset.sh_degree, dataset.device)
         scene = Scene(dataset, gaussians, load_iteration=-1)
@@ -140,20 +142,19 @@ def main(argv=None):
     if args.iterations < 1:
         parser.error(f"--iterations must be positive, got {args.iterations}")
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    try:
+    with report_user_errors("demo.py"):
         ensure_scene(args.scene, args.seed)
-    except SyntheticSceneError as error:
-        sys.exit(f"demo.py: error: {error}")
-    model_path = os.path.join(args.out, "model")
-    if os.path.isdir(model_path):
-        shutil.rmtree(model_path)
-    training_argv = training_arguments(args.scene, model_path, args.iterations, args.seed)
-    train.main(training_argv)
-    mean, input_psnr, num_gaussians = evaluate_and_illustrate(args.scene, model_path, args.out, training_argv)
+        model_path = os.path.join(args.out, "model")
+        if os.path.isdir(model_path):
+            shutil.rmtree(model_path)
+        options = demo_training_options(args.scene, model_path, args.iterations, args.seed)
+        run_training(options)
+        mean, input_psnr, num_gaussians = evaluate_and_illustrate(args.scene, options, args.out)
 
     print()
-    blur_model = train.parse_args(training_argv)[4].blur_model
+    blur_model = options.blur.blur_model
     print(f"Deblurring 3DGS ({PRESET}, --blur_model {blur_model}, {args.iterations} iterations, "
           f"{num_gaussians} Gaussians) in {time.perf_counter() - started:.0f} s")
     print(f"  blurry training photos vs their sharp truth: {input_psnr:.2f} dB")

@@ -249,6 +249,19 @@ def assign(module, name, value, key, sources):
 
 # ---- evaluation and results ----
 
+def lpips_weights_argument(paths: list[str] | None) -> str | tuple[str, str] | None:
+    """--lpips_weights as evaluate_images takes it: one combined weights file as a path, two as a (linear heads,
+    AlexNet backbone) pair; each must be a file."""
+    if paths is None:
+        return None
+    if not 1 <= len(paths) <= 2:
+        raise MetricsError("--lpips_weights takes one combined file or two files (linear heads, AlexNet backbone)")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise MetricsError(f"--lpips_weights: {path} is not a file")
+    return paths[0] if len(paths) == 1 else (paths[0], paths[1])
+
+
 def evaluate_images(pairs, lpips_weights=None):
     """Score each (rendering, ground truth) pair of (3, H, W) images in [0, 1], given as {view name: pair}.
 

@@ -20,9 +20,9 @@ which the generator keeps in images_sharp/: the ceiling of deblurring at the sam
 fraction of a scene, (method - vanilla) / (ceiling - vanilla) in PSNR, is scale-free where absolute gains are not (a
 weak blur leaves little to recover); the tables give it per scene and its mean per blur type and family.
 
-CPU scale by default: the official schedule compressed to --iterations (train.cpu_scale_arguments; a blur model
+CPU scale by default: the official schedule compressed to --iterations (training.with_cpu_scale; a blur model
 that skips the KNN augmentation still skips it). --full trains the paper's 20 000 iterations with the presets' own
-settings, on the GPU when there is one. --jobs N trains up to N runs at once, each in its own train.py process (on
+settings, on the GPU when there is one. --jobs N trains up to N runs at once, each in a process of its own (on
 a CPU, share the cores out with OMP_NUM_THREADS); the render speeds are measured once every training has ended.
 
 Every model is scored on the held-out sharp views under both metric protocols (see metrics.py) and its render
@@ -39,11 +39,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
+import logging
+import multiprocessing
 import shlex
-import subprocess
 import sys
 from argparse import ArgumentParser
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -53,12 +54,13 @@ sys.path.insert(0, REPOSITORY)
 
 import metrics
 import render as render_cli
-import train
 from blur.presets import OFFICIAL_ITERATIONS
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER, SceneConfig
+from training import TrainingOptions, explicit_options, run_training, training_options, with_cpu_scale
 from utils.atomic_file import atomic_write
+from utils.errors import UserError, report_user_errors
 
 VANILLA, DEBLURRING, OFFICIAL, SHARP = "vanilla_3dgs", "deblurring_3dgs", "official_deblurring_3dgs", "sharp_3dgs"
 PSNR_TARGETS = {"defocus": 2.0, "motion": 3.0}
@@ -74,7 +76,7 @@ DEFAULT_NERF_METHODS = ("nerf", "deblurnerf")
 FPS_TURNS = 5
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(UserError, ValueError):
     """A missing suite, an unknown scene name or an unusable option; the message says which."""
 
 
@@ -109,6 +111,7 @@ def find_scenes(data, names, blur_types, families=(IN_FAMILY, OUT_OF_FAMILY)):
 
 
 def parse_variant(text):
+    """--variant NAME=FLAGS as (name, flags): FLAGS are train.py's command-line flags."""
     name, separator, flags = text.partition("=")
     if not separator or not name or name in (VANILLA, DEBLURRING, OFFICIAL, SHARP):
         raise BenchmarkError(f"--variant {text!r}: expected NAME=FLAGS with a new name, e.g. "
@@ -116,12 +119,13 @@ def parse_variant(text):
     return name, shlex.split(flags)
 
 
-def method_arguments(method, variants):
+def method_options(method, variants):
+    """The training options that set a method apart: {option name: value}."""
     if method in (VANILLA, SHARP):
-        return ["--blur", "none"]
+        return {"blur": "none"}
     if method == OFFICIAL:
-        return ["--blur_model", "official"]
-    return dict(variants).get(method, [])
+        return {"blur_model": "official"}
+    return explicit_options(dict(variants).get(method, []))
 
 
 def sharp_scene(scene_folder, out_folder):
@@ -145,48 +149,68 @@ def sharp_scene(scene_folder, out_folder):
     return out_folder
 
 
-def training_arguments(scene_folder, blur, model_path, iterations, full, device, seed, lpips_weights, method_flags):
-    """train.py's options for one run: the benchmark's, the schedule, then the method's own flags."""
-    preset = f"synthetic_{TRAINING_BLUR.get(blur, blur)}"
-    argv = ["-s", scene_folder, "-m", model_path, "--eval", "--config", preset, "--device", device,
-            "--seed", str(seed), "--test_iterations", str(iterations), "--save_iterations", str(iterations),
-            "--checkpoint_interval", "0"]
+def run_training_options(scene_folder, blur, model_path, iterations, full, device, seed, lpips_weights,
+                         method) -> TrainingOptions:
+    """One run's training options: the benchmark's, the schedule, then the method's own (see method_options)."""
+    explicit = {"source_path": scene_folder, "model_path": model_path, "eval": True,
+                "config": f"synthetic_{TRAINING_BLUR.get(blur, blur)}", "device": device, "seed": seed,
+                "test_iterations": [iterations], "save_iterations": [iterations], "checkpoint_interval": 0}
     if lpips_weights:
-        argv += ["--lpips_weights"] + lpips_weights
-    schedule = ["--iterations", str(iterations)] if full else train.cpu_scale_arguments(argv + method_flags, iterations)
-    return argv + schedule + method_flags
+        explicit["lpips_weights"] = lpips_weights
+    if full:
+        return training_options({**explicit, "iterations": iterations, **method})
+    return training_options(with_cpu_scale({**explicit, **method}, iterations))
 
 
 def results_path(model_path, iterations):
     return os.path.join(model_path, f"results_{iterations}.json")
 
 
+def train_logged(label, options: TrainingOptions):
+    """Train one run with its output (progress, messages, errors) written to its model path + ".log"; returns the
+    message of a UserError that stopped it, None when it finished."""
+    os.makedirs(os.path.dirname(os.path.abspath(options.model_path)), exist_ok=True)
+    log_path = options.model_path + ".log"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(log_path, "w") as log:
+        # The file descriptors, so that native code's output lands in the log too; a pool's worker process runs one
+        # training at a time.
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        run_training(options)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return f"{label}: {error}; see {log_path}"
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return None
+
+
 def train_in_parallel(runs, jobs):
-    """Train each (label, argv, model_path) of runs in its own train.py process, up to jobs at once. A run's output
-    goes to model_path + ".log"; a run that fails stops the benchmark once the others have ended."""
-    def train_one(label, argv, model_path):
-        os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
-        log_path = model_path + ".log"
-        print(f"=== {label}: train.py {shlex.join(argv)} (output in {log_path})", flush=True)
-        with open(log_path, "w") as log:
-            status = subprocess.run([sys.executable, os.path.join(REPOSITORY, "train.py"), *argv], stdout=log,
-                                    stderr=subprocess.STDOUT).returncode
-        if status != 0:
-            raise BenchmarkError(f"{label}: train.py exited with status {status}; see {log_path}")
-
-    with ThreadPoolExecutor(jobs) as pool:
-        futures = [pool.submit(train_one, *run) for run in runs]
-    failures = [future.exception() for future in futures if future.exception() is not None]
+    """Train each (label, TrainingOptions) of runs in a process of its own, up to jobs at once; see train_logged. A
+    run that fails stops the benchmark once the others have ended."""
+    for label, options in runs:
+        print(f"=== {label}: training into {options.model_path} (output in {options.model_path}.log)", flush=True)
+    # Spawned, not forked: a fork would copy this process's OpenMP and torch thread pools mid-state.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(train_logged, label, options) for label, options in runs]
+    failures = [str(future.exception()) if future.exception() is not None else future.result()
+                for future in futures]
+    failures = [failure for failure in failures if failure is not None]
     if failures:
-        raise BenchmarkError("; ".join(str(failure) for failure in failures))
+        raise BenchmarkError("; ".join(failures))
 
 
-def train_row(scene_name, blur, method, argv, iterations, model_path, reuse):
+def train_row(scene_name, blur, method, options: TrainingOptions, iterations, reuse):
     """Train (unless reuse finds the run finished) and read its scores: one result row, without its speed."""
-    results_file = results_path(model_path, iterations)
+    results_file = results_path(options.model_path, iterations)
     if not (reuse and os.path.isfile(results_file)):
-        print(f"\n=== {scene_name} / {method}: train.py {shlex.join(argv)}")
-        train.main(argv)
+        print(f"\n=== {scene_name} / {method}: training into {options.model_path}")
+        run_training(options)
     with open(results_file) as file:
         results = json.load(file)
     return {
@@ -203,13 +227,13 @@ def train_row(scene_name, blur, method, argv, iterations, model_path, reuse):
     }
 
 
-def measure_render_speeds(rows, argvs, iterations, fps_frames):
+def measure_render_speeds(rows, runs_options, iterations, fps_frames):
     """Fill in the rows' render speed: the saved models take turns, a few frames each, so that a change of load
     on a shared machine affects every model alike; each speed is the median of its turns' median frame times."""
     models = []
     with torch.no_grad():
-        for argv in argvs:
-            _, dataset, _, pipe, _ = train.parse_args(argv)
+        for options in runs_options:
+            dataset, pipe = options.model, options.pipeline
             gaussians = GaussianModel(dataset.sh_degree, dataset.device)
             scene = Scene(dataset, gaussians, load_iteration=iterations)
             models.append((gaussians, scene.test_cameras, pipe.backend, torch.device(dataset.device)))
@@ -464,16 +488,18 @@ def main(argv=None):
         parser.error("--iterations, --fps-frames and --jobs must be positive")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    try:
-        variants = [parse_variant(text) for text in args.variant]
-        scenes = find_scenes(args.data, args.scenes, args.blur, [FAMILY_OPTIONS[name] for name in args.family])
-        # Made before any training, so that a scene without sharp photos stops the benchmark at once.
-        sharp_sources = {name: sharp_scene(folder, os.path.join(args.out, "sharp_scenes", name))
-                         for name, folder, _ in scenes} if args.with_sharp else {}
-    except BenchmarkError as error:
-        parser.error(str(error))
+    with report_user_errors("bench/deblur.py"):
+        run_benchmark(args, iterations)
+
+
+def run_benchmark(args, iterations):
+    variants = [parse_variant(text) for text in args.variant]
+    scenes = find_scenes(args.data, args.scenes, args.blur, [FAMILY_OPTIONS[name] for name in args.family])
     if not scenes:
-        parser.error(f"{args.data}: no scene matches --scenes/--blur/--family")
+        raise BenchmarkError(f"{args.data}: no scene matches --scenes/--blur/--family")
+    # Made before any training, so that a scene without sharp photos stops the benchmark at once.
+    sharp_sources = {name: sharp_scene(folder, os.path.join(args.out, "sharp_scenes", name))
+                     for name, folder, _ in scenes} if args.with_sharp else {}
 
     methods = (([VANILLA] if args.vanilla else []) + [DEBLURRING] + ([OFFICIAL] if args.official else [])
                + [name for name, _ in variants])
@@ -489,31 +515,24 @@ def main(argv=None):
         for method in methods + reference_methods:
             model_path = os.path.join(args.out, "runs", scene_name, method)
             source = sharp_sources[scene_name] if method == SHARP else folder
-            argv_train = training_arguments(source, description["blur"], model_path, iterations, args.full,
-                                            args.device, args.seed, args.lpips_weights,
-                                            method_arguments(method, variants))
-            scene_runs[scene_name].append((method, model_path, argv_train))
+            options = run_training_options(source, description["blur"], model_path, iterations, args.full,
+                                           args.device, args.seed, args.lpips_weights,
+                                           method_options(method, variants))
+            scene_runs[scene_name].append((method, options))
     if args.jobs > 1:
-        try:
-            train_in_parallel([(f"{scene_name} / {method}", argv_train, model_path)
-                               for scene_name, runs in scene_runs.items() for method, model_path, argv_train in runs
-                               if not (args.reuse and os.path.isfile(results_path(model_path, iterations)))],
-                              args.jobs)
-        except BenchmarkError as error:
-            parser.error(str(error))
+        train_in_parallel([(f"{scene_name} / {method}", options)
+                           for scene_name, runs in scene_runs.items() for method, options in runs
+                           if not (args.reuse and os.path.isfile(results_path(options.model_path, iterations)))],
+                          args.jobs)
     for scene_name, folder, description in scenes:
         blur = description["blur"]
-        scene_rows = [train_row(scene_name, blur, method, argv_train, iterations, model_path,
-                                reuse=args.reuse or args.jobs > 1)
-                      for method, model_path, argv_train in scene_runs[scene_name]]
-        scene_argvs = [argv_train for _, _, argv_train in scene_runs[scene_name]]
-        measure_render_speeds(scene_rows, scene_argvs, iterations, args.fps_frames)
+        scene_rows = [train_row(scene_name, blur, method, options, iterations, reuse=args.reuse or args.jobs > 1)
+                      for method, options in scene_runs[scene_name]]
+        measure_render_speeds(scene_rows, [options for _, options in scene_runs[scene_name]], iterations,
+                              args.fps_frames)
         if args.with_nerf:
-            try:
-                scene_rows += nerf_rows(folder, blur, args.nerf_methods, args.nerf_iterations, args.device,
-                                        os.path.join(args.out, "nerf"))
-            except BenchmarkError as error:
-                parser.error(str(error))
+            scene_rows += nerf_rows(folder, blur, args.nerf_methods, args.nerf_iterations, args.device,
+                                    os.path.join(args.out, "nerf"))
         rows += [dict(row, family=description["family"], departures=description["departures"]) for row in scene_rows]
         document, table_markdown = report(rows, methods, settings)
         # Rewritten after every scene: an interrupted benchmark keeps what it measured.

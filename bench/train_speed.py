@@ -4,8 +4,9 @@
                                 [--data data/bench] [--layout gallery | --source SCENE] [--train_args "..."]
                                 [--json output/bench/train_speed.json]
 
-Each run is train.py's training function with its default options for that --blur ("vanilla" is --blur none,
-"defocus" --blur defocus, "motion" --blur motion), on a 400x300 scene of the synthetic benchmark suite:
+Each run is the training loop (training.train_gaussians) with train.py's default options for that --blur
+("vanilla" is --blur none, "defocus" --blur defocus, "motion" --blur motion), on a 400x300 scene of the synthetic
+benchmark suite:
 <data>/<layout>_defocus for vanilla and defocus, <data>/<layout>_motion for motion, generated first where missing
 (the scenes of `python -m scene.synthetic --suite bench`). --source trains every run on one scene folder instead.
 After --warmup iterations, --iterations are timed phase by phase as utils.phase_timer describes (on CUDA with
@@ -18,6 +19,7 @@ import os
 # OpenMP threads that spin while they wait starve each other when other jobs share the cores; see demo.py.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import dataclasses
 import json
 import shlex
 import sys
@@ -29,9 +31,11 @@ import torch
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPOSITORY)
 
-import train
-from blur.presets import as_arguments
 from scene.synthetic import generate_scene, preset_config
+from training import explicit_options, layered_values, train_gaussians, training_options
+from training.options import SCHEDULE_OPTIONS
+from utils.atomic_file import atomic_write
+from utils.errors import report_user_errors
 from utils.phase_timer import (
     BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, PHASES, RASTERIZER_BACKWARD, RASTERIZER_FORWARD, PhaseTimer,
 )
@@ -55,23 +59,25 @@ def scene_folder(data, layout, blur):
 
 
 def timed_training(source, blur, device, iterations, warmup, train_args=(), seed=0):
-    """train.training with train.py's options for --blur blur and train_args, timed by a PhaseTimer after warmup
-    iterations, saving and evaluating nothing; returns the timer, the trained GaussianModel and its Scene."""
+    """Training with train.py's options for --blur blur and train_args (command-line tokens), timed by a PhaseTimer
+    after warmup iterations, saving and evaluating nothing; returns the timer, the trained GaussianModel and its
+    Scene."""
     with tempfile.TemporaryDirectory() as model_path:
-        argv = ["-s", source, "-m", model_path, "--blur", blur, "--device", device, "--seed", str(seed)]
-        # The schedule of a whole run, typed so that this short one is not compressed to its length: the timed
-        # iterations are those of a run's densifying start.
-        full = train.parse_args(argv + list(train_args))[0]
-        argv += as_arguments({name: getattr(full, name) for name in train.SCHEDULE_OPTIONS})
-        argv += [*train_args, "--iterations", str(warmup + iterations)]
-        args, dataset, opt, pipe, blur_args = train.parse_args(argv)
+        explicit = {"source_path": source, "model_path": model_path, "blur": blur, "device": device, "seed": seed}
+        extra = explicit_options(train_args)
+        # The schedule of a whole run, chosen explicitly so that this short one is not compressed to its length: the
+        # timed iterations are those of a run's densifying start.
+        full = layered_values({**explicit, **extra})
+        explicit.update({name: full[name] for name in SCHEDULE_OPTIONS})
+        options = training_options({**explicit, **extra, "iterations": warmup + iterations})
         # Nothing is saved, scored or checkpointed: only the training step is timed.
-        run = train.run_options(args)
-        run.test_iterations = run.save_iterations = run.checkpoint_iterations = set()
-        run.checkpoint_interval = 0
+        nothing = frozenset()
+        options = dataclasses.replace(options, run=dataclasses.replace(
+            options.run, test_iterations=nothing, save_iterations=nothing, checkpoint_iterations=nothing,
+            checkpoint_interval=0))
         timer = PhaseTimer(device, first_timed_iteration=warmup + 1)
-        gaussians, scene, _ = train.training(dataset, opt, pipe, run, blur_args, timer=timer)
-    return timer, gaussians, scene
+        trained = train_gaussians(options, timer=timer)
+    return timer, trained.gaussians, trained.scene
 
 
 def measure(run_name, source, device, iterations, warmup, train_args):
@@ -133,16 +139,17 @@ def main(argv=None):
         parser.error(f"--source: {args.source} is not a folder")
 
     results = []
-    for run_name in args.runs:
-        source = args.source or scene_folder(args.data, args.layout, RUN_SCENE_BLUR[run_name])
-        print(f"=== {run_name}: {args.warmup} + {args.iterations} iterations on {source}", file=sys.stderr)
-        results.append(measure(run_name, source, args.device, args.iterations, args.warmup,
-                               shlex.split(args.train_args)))
+    with report_user_errors("bench/train_speed.py"):
+        for run_name in args.runs:
+            source = args.source or scene_folder(args.data, args.layout, RUN_SCENE_BLUR[run_name])
+            print(f"=== {run_name}: {args.warmup} + {args.iterations} iterations on {source}", file=sys.stderr)
+            results.append(measure(run_name, source, args.device, args.iterations, args.warmup,
+                                   shlex.split(args.train_args)))
     print_table(results)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     settings = {"device": device_name(args.device), "iterations": args.iterations, "warmup": args.warmup,
                 "torch": torch.__version__, "train_args": args.train_args}
-    with open(args.json, "w") as file:
+    with atomic_write(args.json, "w") as file:
         json.dump({"settings": settings, "results": results}, file, indent=2)
     print(f"wrote {args.json}")
 

@@ -92,21 +92,6 @@ def blur_model_defaults(blur, blur_model):
     return dict(BLUR_MODEL_DEFAULTS[blur_model][blur])
 
 
-def as_arguments(options):
-    """Command-line tokens that set options ({name: value}); a flag set to false is left out (flags default to
-    off). Placed before the user's own arguments, they yield to anything the user types."""
-    tokens = []
-    for name, value in options.items():
-        if isinstance(value, bool):
-            if value:
-                tokens.append(f"--{name}")
-        elif isinstance(value, list):
-            tokens += [f"--{name}"] + [str(item) for item in value]
-        elif value is not None:
-            tokens += [f"--{name}", str(value)]
-    return tokens
-
-
 def scaled_schedule(iterations, schedule=None, schedule_iterations=OFFICIAL_ITERATIONS):
     """A schedule of options counted in iterations, written for a run of schedule_iterations, compressed to
     `iterations`; by default the official 20 000-iteration one (densification window, KNN augmentation, SH degree

@@ -8,6 +8,21 @@ import torch
 from blur.model import LENS_INITIAL_BLUR_PIXELS, LENS_INITIAL_FOCUS
 from tiny_scene import camera_at, gaussian_params, random_unit_quaternions
 
+
+def as_arguments(options):
+    """train.py's command-line tokens that set options ({name: value}); a flag set to false is left out (flags
+    default to off)."""
+    tokens = []
+    for name, value in options.items():
+        if isinstance(value, bool):
+            if value:
+                tokens.append(f"--{name}")
+        elif isinstance(value, list):
+            tokens += [f"--{name}"] + [str(item) for item in value]
+        elif value is not None:
+            tokens += [f"--{name}", str(value)]
+    return tokens
+
 # Schedules shrunk to a few dozen iterations: densification, the KNN augmentation and SH growth all happen.
 SHORT_SCHEDULE = [
     "--device", "cpu",

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import logging
 import os
 from argparse import Namespace
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import demo
 import gaussian_renderer
 import render as render_cli
 import train
+import training.blur_model
 from arguments import OptimizationParams
 from blur import (
     DEBLUR_TRAINING_DEFAULTS,
@@ -48,6 +50,10 @@ from scene.gaussian_model import (
 )
 from scene.scene import point_cloud_path
 from tiny_scene import FOCAL
+from training import build_parser, explicit_options, training_options, with_cpu_scale
+from training.blur_model import create_blur_model, render_training_view
+from training.density import accumulate_densification_stats
+from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
 
 def default_opt():
     return OptimizationParams.extract(Namespace())
@@ -185,7 +191,7 @@ def test_lens_blur_learns_its_lens_from_the_render_loss_and_is_only_for_defocus(
     params = random_params(300)
     camera = tiny_camera()
     model = BlurModel("defocus", lens_blur=True)
-    image, _ = train.render_training_view(camera, params, model, torch.zeros(3), "cpu")
+    image, _ = render_training_view(camera, params, model, torch.zeros(3), "cpu")
     image.sum().backward()
     gradients = [parameter.grad for parameter in model.lens_network.parameters()]
     assert all(gradient is not None for gradient in gradients)
@@ -238,7 +244,7 @@ def test_motion_training_image_is_the_mean_of_its_renders():
     randomise_weights(model, 2.0)
     camera = tiny_camera()
     background = torch.zeros(3)
-    image, outputs = train.render_training_view(camera, params, model, background, "cpu")
+    image, outputs = render_training_view(camera, params, model, background, "cpu")
     assert len(outputs) == 5
     renders = [render(camera, moment, background, "cpu").image for moment in model.blurred_params(params, camera)]
     torch.testing.assert_close(image, sum(renders) / 5, rtol=0, atol=1e-6)
@@ -283,7 +289,7 @@ def test_the_moments_of_a_motion_blurred_view_render_in_one_call_as_one_by_one(k
         return image, outputs, gradients
 
     image, outputs, gradients = gradients_of(
-        lambda params: train.render_training_view(camera, params, model, background, "cpu"))
+        lambda params: render_training_view(camera, params, model, background, "cpu"))
     # The moments share one call: one list of five cameras.
     assert len(rasterizer_calls) == 1 and len(rasterizer_calls[0]) == 5
 
@@ -312,7 +318,7 @@ def test_a_blurred_image_counts_once_in_the_densification_statistics():
         means2d.grad = torch.full((6, 2), 0.001)
         outputs.append(SimpleNamespace(means2d=means2d, radii=torch.tensor(visible)))
     camera = SimpleNamespace(width=200, height=100)
-    train.accumulate_densification_stats(gaussians, outputs, camera)
+    accumulate_densification_stats(gaussians, outputs, camera)
     torch.testing.assert_close(gaussians.denom.squeeze(-1), torch.tensor([1.0, 1.0, 0.5, 0.5, 0.0, 0.0]))
     one_render = np.hypot(0.001 * 100, 0.001 * 50)
     expected = torch.tensor([2, 2, 1, 1, 0, 0], dtype=torch.float32) * one_render
@@ -374,7 +380,7 @@ def test_camera_shake_renders_along_a_cubic_path_through_the_given_pose():
     assert (other_path - rotation_vectors).abs().max() > 1e-3
 
     background = torch.zeros(3)
-    image, outputs = train.render_training_view(camera, params, model, background, "cpu")
+    image, outputs = render_training_view(camera, params, model, background, "cpu")
     assert len(outputs) == 5
     renders = [render(camera, moment, background, "cpu").image for moment in moments]
     torch.testing.assert_close(image, sum(renders) / 5, rtol=0, atol=1e-6)
@@ -410,7 +416,7 @@ def test_camera_shake_learns_the_blur_of_a_known_path():
         assert error().item() < 0.25 * start
 
 
-def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scene, tmp_path, monkeypatch):
+def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scene, tmp_path, monkeypatch, capsys):
     calls = {"count": 0}
     original = CameraShake.path
 
@@ -429,7 +435,7 @@ def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scen
 
     loaded = load_blur_model(model_path)
     assert isinstance(loaded, CameraShake) and loaded.num_moments == 2 and not loaded.training
-    checkpoint = train.load_checkpoint(train.checkpoint_path(model_path, 20))
+    checkpoint = load_checkpoint(checkpoint_path(model_path, 20))
     for name, tensor in loaded.state_dict().items():
         torch.testing.assert_close(tensor, checkpoint["blur"]["state_dict"][name], rtol=0, atol=0)
     assert not torch.equal(loaded.path_network[-1].weight, CameraShake(2).path_network[-1].weight)
@@ -437,7 +443,7 @@ def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scen
     mlp_options = [option for option in common if option != "--camera_shake"] + ["--blur_model", "official"]
     with pytest.raises(SystemExit) as exit_info:
         train.main(["-m", model_path, "--resume"] + mlp_options)
-    assert "trained with --camera_shake, this run without it" in str(exit_info.value.code)
+    assert exit_info.value.code == 2 and "trained with --camera_shake, this run without it" in capsys.readouterr().err
 
 
 # ---- KNN augmentation ----
@@ -586,8 +592,7 @@ def test_presets_hold_the_official_per_dataset_settings():
 
 
 def parsed(argv):
-    args, dataset, opt, pipe, blur_args = train.parse_args(argv)
-    return args
+    return train.options_from_command_line(argv).values
 
 
 def test_preset_layers_and_command_line_overrides(tmp_path):
@@ -616,8 +621,8 @@ def test_preset_layers_and_command_line_overrides(tmp_path):
 
 
 def created_blur_model(argv):
-    blur_args = train.parse_args(argv)[4]
-    return train.create_blur_model(blur_args, torch.device("cpu"))[0]
+    blur_args = train.options_from_command_line(argv).blur
+    return create_blur_model(blur_args, torch.device("cpu"))[0]
 
 
 def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_path):
@@ -649,7 +654,7 @@ def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_pat
 
 def test_blur_model_official_trains_the_paper_s_method(tmp_path):
     source = ["-s", str(tmp_path), "-m", str(tmp_path / "run"), "--device", "cpu", "--blur_model", "official"]
-    defaults = vars(train.build_parser()[0].parse_args([]))
+    defaults = vars(build_parser().parse_args([]))
     choices = [("defocus", None), ("motion", None)] + [(read_preset(name)["blur"], name) for name in preset_names()]
     for blur, preset in choices:
         argv = source + (["--config", preset] if preset else ["--blur", blur])
@@ -682,26 +687,26 @@ def test_compressed_schedules_keep_the_blur_model_s_choice_of_the_knn_augmentati
         (["--config", "synthetic_defocus", "--knn_iteration", "100"], 100),
         (["--config", "synthetic_motion"], 375),
     ):
-        args = parsed(train.cpu_scale_arguments(source + options, 3000) + source + options)
+        args = training_options(with_cpu_scale(explicit_options(source + options), 3000)).values
         assert (args.iterations, args.densify_until_iter, args.knn_iteration) == (3000, 2250, knn_iteration)
     # make demo trains the default model.
-    demo_args = parsed(demo.training_arguments(str(tmp_path), str(tmp_path / "demo"), 1500, seed=0))
+    demo_args = demo.demo_training_options(str(tmp_path), str(tmp_path / "demo"), 1500, seed=0).values
     assert (demo_args.blur_model, demo_args.lens_blur, demo_args.knn_iteration) == ("camera", True, 0)
     assert demo_args.densify_until_iter == 1125
 
 
-def test_resuming_with_another_blur_model_names_the_difference(tiny_scene, tmp_path):
+def test_resuming_with_another_blur_model_names_the_difference(tiny_scene, tmp_path, capsys):
     common = ["-s", tiny_scene, "-m", str(tmp_path / "run"), "--blur", "defocus", "--iterations", "10",
               "--checkpoint_interval", "10"] + SHORT_SCHEDULE
     train.main(common + ["--blur_model", "official"])
     with pytest.raises(SystemExit) as exit_info:
         train.main(common + ["--resume"])
-    assert "trained without --lens_blur, this run with it" in str(exit_info.value.code)
+    assert exit_info.value.code == 2 and "trained without --lens_blur, this run with it" in capsys.readouterr().err
 
 
 def expect_parse_error(argv, capsys, *fragments):
     with pytest.raises(SystemExit) as exit_info:
-        train.parse_args(argv)
+        train.main(argv)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     for fragment in fragments:
@@ -786,7 +791,7 @@ def test_the_blur_model_is_saved_with_each_point_cloud(tiny_scene, tmp_path):
         assert state["mode"] == "motion" and state["hyperparameters"]["num_moments"] == 2
     loaded = load_blur_model(model_path)
     assert loaded.mode == "motion" and loaded.num_moments == 2 and not loaded.training
-    checkpoint = train.load_checkpoint(train.checkpoint_path(model_path, 30))
+    checkpoint = load_checkpoint(checkpoint_path(model_path, 30))
     for name, tensor in loaded.state_dict().items():
         torch.testing.assert_close(tensor, checkpoint["blur"]["state_dict"][name], rtol=0, atol=0)
     assert checkpoint["blur"]["optimizer"]["state"], "the MLP's Adam moments are checkpointed"
@@ -807,7 +812,7 @@ def test_the_blur_model_is_saved_with_each_point_cloud(tiny_scene, tmp_path):
     assert load_blur_model(vanilla_path) is None
 
 
-def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, monkeypatch, capsys):
+def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, monkeypatch, caplog, capsys):
     common = ["-s", tiny_scene, "--blur", "motion", "--blur_model", "official", "--num_moments", "2", "--iterations",
               "40", "--checkpoint_interval", "20", "--save_iterations", "40", "--seed", "5"] + SHORT_SCHEDULE
     uninterrupted = str(tmp_path / "uninterrupted")
@@ -824,14 +829,15 @@ def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, 
             raise KeyboardInterrupt
         return render_moments(*args, **kwargs)
 
-    monkeypatch.setattr(train, "render_moments", interrupted_render)
+    monkeypatch.setattr(training.blur_model, "render_moments", interrupted_render)
     with pytest.raises(KeyboardInterrupt):
         train.main(["-m", resumed] + common)
     monkeypatch.undo()
-    assert train.checkpoint_iterations_in(resumed) == [20]
-    capsys.readouterr()
+    assert checkpoint_iterations_in(resumed) == [20]
+    caplog.clear()
+    caplog.set_level(logging.INFO)
     train.main(["-m", resumed, "--resume"] + common)
-    assert "KNN augmentation" in capsys.readouterr().out
+    assert "KNN augmentation" in caplog.text
 
     reference, continued = GaussianModel(1), GaussianModel(1)
     reference.load_ply(point_cloud_path(uninterrupted, 40))
@@ -845,4 +851,4 @@ def test_resume_restores_the_blur_model_and_its_optimizer(tiny_scene, tmp_path, 
 
     with pytest.raises(SystemExit) as exit_info:
         train.main(["-m", resumed, "--resume", "-s", tiny_scene, "--blur", "none"] + SHORT_SCHEDULE)
-    assert "trained with --blur motion, not --blur none" in str(exit_info.value.code)
+    assert exit_info.value.code == 2 and "trained with --blur motion, not --blur none" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -11,18 +12,21 @@ import numpy as np
 import pytest
 import torch
 from blur_helpers import SHORT_SCHEDULE as BLUR_SCHEDULE
-from blur_helpers import random_params, randomise_weights, set_lens, tiny_camera
+from blur_helpers import as_arguments, random_params, randomise_weights, set_lens, tiny_camera
 from gaussian_rasterizer import available_backends
 from test_training import SHORT_SCHEDULE as TRAINING_SCHEDULE
 from test_training import gaussians_at
 from tiny_scene import camera_at
 
 import train
+from training import explicit_options, with_cpu_scale
 from blur import BlurModel, CameraShake, load_blur_model
 from gaussian_renderer import render, total_blending_weights
 from scene.cameras import Camera as SceneCamera
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
+from training.blur_model import render_training_view
+from utils.checkpoints import checkpoint_iterations_in
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in available_backends(),
                                 reason="needs a GPU and the CUDA backend")
@@ -39,7 +43,8 @@ def arguments(scene, model_path, device, blur):
     argv = ["-s", scene, "-m", model_path, "--eval", "--config", config, "--blur", blur, "--device", device,
             "--seed", "0", "--test_iterations", str(ITERATIONS), "--save_iterations", str(ITERATIONS),
             "--checkpoint_interval", "0", "--checkpoint_iterations", str(ITERATIONS // 2)]
-    return argv + train.cpu_scale_arguments(argv, ITERATIONS)
+    scaled = with_cpu_scale(explicit_options(argv), ITERATIONS)
+    return argv + as_arguments({name: value for name, value in scaled.items() if name not in explicit_options(argv)})
 
 
 def held_out_psnr(model_path):
@@ -71,7 +76,7 @@ def test_cuda_training_learns_as_much_as_cpu_training(tiny_defocus_scene, tmp_pa
 
 def saved_model(scene, model_path, device, blur):
     """The run's final Gaussians on device, and its first test view."""
-    dataset = train.parse_args(arguments(scene, model_path, device, blur))[1]
+    dataset = train.options_from_command_line(arguments(scene, model_path, device, blur)).model
     gaussians = GaussianModel(dataset.sh_degree, device)
     return gaussians, Scene(dataset, gaussians, load_iteration=ITERATIONS).test_cameras[0]
 
@@ -82,7 +87,7 @@ def test_a_gpu_checkpoint_resumes_on_the_gpu(tiny_defocus_scene, tmp_path):
     train.main(argv)
     os.remove(point_cloud_path(model_path, ITERATIONS))
     train.main(argv + ["--resume"])
-    assert train.checkpoint_iterations_in(model_path)[0] == ITERATIONS // 2
+    assert checkpoint_iterations_in(model_path)[0] == ITERATIONS // 2
     assert math.isfinite(held_out_psnr(model_path))
     assert os.path.isfile(point_cloud_path(model_path, ITERATIONS))
 
@@ -129,7 +134,7 @@ def test_a_blurred_training_view_and_its_gradients_agree_on_both_devices(make_bl
         params = params_on(random_params(300), device)
         for field in ("means", "scales", "rotations", "opacities", "sh_coeffs"):
             getattr(params, field).requires_grad_(True)
-        image, _ = train.render_training_view(camera_on(tiny_camera(), device), params, model,
+        image, _ = render_training_view(camera_on(tiny_camera(), device), params, model,
                                               torch.zeros(3, device=device), device)
         upstream = torch.randn(image.shape, generator=torch.Generator().manual_seed(1)).to(device)
         (image * upstream).sum().backward()
@@ -173,17 +178,18 @@ def test_blending_weights_agree_on_both_devices_and_add_up_to_the_rendered_alpha
     torch.testing.assert_close(weights.cpu(), cpu_weights, rtol=1e-4, atol=0.02)
 
 
-def test_min_contribution_prunes_on_the_gpu(tiny_scene, tmp_path, capsys):
+def test_min_contribution_prunes_on_the_gpu(tiny_scene, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     # On the CPU the faintest Gaussians of this run give its training views 7 to 10 pixels each. The GPU run
     # densifies with other random draws, so the threshold is set above that range.
     model_path = str(tmp_path / "compact")
     argv = on_cuda(["-s", tiny_scene, "-m", model_path, "--iterations", "60", "--save_iterations", "60",
                     "--min_contribution", "20"] + TRAINING_SCHEDULE)
     train.main(argv)
-    printed = capsys.readouterr().out
+    printed = caplog.text
     pruned, left = map(int, re.search(r"pruned (\d+) Gaussians .* less than 20; (\d+) left", printed).groups())
     assert pruned > 0
-    dataset = train.parse_args(argv)[1]
+    dataset = train.options_from_command_line(argv).model
     gaussians = GaussianModel(dataset.sh_degree, "cuda")
     scene = Scene(dataset, gaussians, load_iteration=60)
     assert gaussians.num_points == left
@@ -203,7 +209,7 @@ def test_blur_options_train_and_resume_on_the_gpu(tiny_scene, tmp_path, blur_opt
     train.main(argv)
     os.remove(point_cloud_path(model_path, 20))
     train.main(argv + ["--resume"])
-    assert train.checkpoint_iterations_in(model_path) == [10]
+    assert checkpoint_iterations_in(model_path) == [10]
     with open(os.path.join(model_path, "results_20.json")) as file:
         assert math.isfinite(json.load(file)["mean"]["deblur_nerf"]["psnr"])
     loaded = load_blur_model(model_path)

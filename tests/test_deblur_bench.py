@@ -96,19 +96,29 @@ def test_a_failed_parallel_training_names_its_run_and_log(tiny_suite, tmp_path, 
     out = str(tmp_path / "bench")
     with pytest.raises(SystemExit):
         deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-vanilla", "--no-official",
-                                                         "--variant", "broken=--lambda_s -1"])
+                                                         "--variant", "broken=--min_contribution 1e9"])
     error = capsys.readouterr().err
     log = os.path.join(out, "runs", "tiny_defocus", "broken.log")
-    assert f"tiny_defocus / broken: train.py exited with status 2; see {log}" in error
-    assert "lambda_s" in read(log)
+    assert "tiny_defocus / broken: --min_contribution 1e+09 would prune every Gaussian" in error
+    assert f"see {log}" in error
+    assert "min_contribution" in read(log)
+
+
+def test_a_variant_s_bad_option_stops_the_benchmark_before_any_training(tiny_suite, tmp_path, capsys):
+    out = str(tmp_path / "bench")
+    with pytest.raises(SystemExit) as exit_info:
+        deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-vanilla", "--no-official",
+                                                         "--variant", "broken=--lambda_s -1"])
+    assert exit_info.value.code == 2
+    assert "--lambda_s must be in (0, 1], got -1.0" in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(out, "runs"))
 
 
 def test_the_rows_train_the_default_and_the_official_blur_models(tmp_path):
     def options(method, blur, variants=(), iterations=3000, full=False):
-        flags = deblur.method_arguments(method, list(variants))
-        argv = deblur.training_arguments(str(tmp_path), blur, str(tmp_path / method), iterations, full, "cpu", 0,
-                                         None, flags)
-        return train.parse_args(argv)[0]
+        method_options = deblur.method_options(method, list(variants))
+        return deblur.run_training_options(str(tmp_path), blur, str(tmp_path / method), iterations, full, "cpu", 0,
+                                           None, method_options).values
 
     # At 3000 iterations the compressed official schedule puts the KNN augmentation at 375.
     lens = options(deblur.DEBLURRING, "defocus")
@@ -191,8 +201,8 @@ def test_scenes_are_picked_by_blur_type_and_family(tmp_path):
     _, _, walk = deblur.find_scenes(suite, ["gallery_motion_walk"], ["motion"])[0]
     assert walk == {"blur": "motion", "family": deblur.OUT_OF_FAMILY, "departures": ["walk path", "mean pose"]}
     # Mixed blur trains with the motion preset, whose copies of the scene can also change the Gaussians' shapes.
-    argv = deblur.training_arguments("scene", "mixed", "model", 100, False, "cpu", 0, None, [])
-    assert argv[argv.index("--config") + 1] == "synthetic_motion"
+    options = deblur.run_training_options(suite, "mixed", "model", 100, False, "cpu", 0, None, {})
+    assert options.values.config == "synthetic_motion"
 
     write(os.path.join(suite, "broken", "scene.json"), json.dumps({"config": {"blur": "zoom"}}))
     with pytest.raises(deblur.BenchmarkError, match=r"broken.scene\.json: .*zoom"):

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import train
+from training import explicit_options, run_training, training_options, with_cpu_scale
+from blur_helpers import as_arguments
 from blur import cpu_scale_options, load_blur_model
 from blur.model import camera_depths
-from blur.presets import as_arguments
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import generate_scene, preset_config
@@ -43,7 +44,7 @@ def vanilla_psnr(tiny_defocus_scene, tmp_path_factory):
 
 
 def trained_model(common, model_path):
-    dataset = train.parse_args(common + ["-m", model_path])[1]
+    dataset = train.options_from_command_line(common + ["-m", model_path]).model
     gaussians = GaussianModel(dataset.sh_degree)
     scene = Scene(dataset, gaussians, load_iteration=ITERATIONS)
     return gaussians, scene, load_blur_model(model_path)
@@ -114,7 +115,7 @@ def test_the_default_motion_model_beats_vanilla_on_a_random_walk_shake(tmp_path)
         argv = ["-s", scene, "-m", str(tmp_path / name), "--eval", "--config", "synthetic_motion", "--device", "cpu",
                 "--seed", "0", "--test_iterations", str(WALK_ITERATIONS), "--save_iterations", str(WALK_ITERATIONS),
                 "--checkpoint_interval", "0"] + blur_options
-        train.main(train.cpu_scale_arguments(argv, WALK_ITERATIONS) + argv)
+        run_training(training_options(with_cpu_scale(explicit_options(argv), WALK_ITERATIONS)))
         return held_out_psnr(str(tmp_path / name), WALK_ITERATIONS)
 
     vanilla = psnr("vanilla", ["--blur", "none"])

@@ -17,7 +17,7 @@ WARMUP, TIMED = 2, 4
 @pytest.mark.parametrize("blur", ["none", "motion"])
 def test_the_phases_of_each_iteration_add_up_to_it(tiny_scene, blur):
     # The motion blur model renders its moments and the unshifted Gaussians.
-    renders = 1 if blur == "none" else train.parse_args(["-s", tiny_scene, "--blur", blur])[4].num_moments + 1
+    renders = 1 if blur == "none" else train.options_from_command_line(["-s", tiny_scene, "--blur", blur]).blur.num_moments + 1
     timer, _, _ = train_speed.timed_training(tiny_scene, blur, "cpu", TIMED, WARMUP)
     first_timed = WARMUP + 1
     marks = [(iteration, name, stamp) for iteration, name, stamp in timer.marks

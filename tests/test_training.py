@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import re
 import subprocess
@@ -10,12 +11,17 @@ import torch
 
 import render as render_cli
 import train
+import training.blur_model
+import training.loop
 from arguments import read_cfg_args
 from blur import scaled_schedule
 from gaussian_renderer import render, total_blending_weights
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
 from tiny_scene import camera_at, gaussian_params, random_unit_quaternions
+from training.blur_model import render_training_view
+from training.loop import training_loss
+from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +43,7 @@ def mean_training_loss(gaussians, scene):
     background = torch.zeros(3)
     with torch.no_grad():
         losses = [
-            train.training_loss(render(camera, gaussians.render_params(), background).image, camera.original_image, 0.2)
+            training_loss(render(camera, gaussians.render_params(), background).image, camera.original_image, 0.2)
             for camera in scene.train_cameras
         ]
     return float(torch.stack(losses).mean())
@@ -49,7 +55,7 @@ def test_training_reduces_the_loss_and_raises_test_psnr(tiny_scene, tmp_path):
             "--test_iterations", "0", "300", "--save_iterations", "300", "--seed", "3"] + SHORT_SCHEDULE
     train.main(argv)
 
-    dataset = train.parse_args(argv)[1]
+    dataset = train.options_from_command_line(argv).model
     initial = GaussianModel(dataset.sh_degree)
     initial_scene = Scene(dataset, initial)
     trained = GaussianModel(dataset.sh_degree)
@@ -113,7 +119,7 @@ def run_to_completion_or_interrupt(argv, interrupt_at_render=None, monkeypatch=N
                 raise KeyboardInterrupt
             return render(*args, **kwargs)
 
-        monkeypatch.setattr(train, "render", interrupted_render)
+        monkeypatch.setattr(training.blur_model, "render", interrupted_render)
     train.main(argv)
 
 
@@ -130,7 +136,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_scene, tmp_
     with pytest.raises(KeyboardInterrupt):
         run_to_completion_or_interrupt(["-m", resumed] + common, interrupt_at_render=110, monkeypatch=monkeypatch)
     monkeypatch.undo()
-    assert train.checkpoint_iterations_in(resumed) == [100]
+    assert checkpoint_iterations_in(resumed) == [100]
     assert not any(name.endswith(".tmp") for name in os.listdir(resumed))
     run_to_completion_or_interrupt(["-m", resumed, "--resume"] + common)
 
@@ -142,15 +148,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_scene, tmp_
     for name in reference.param_names:
         torch.testing.assert_close(continued.raw_parameter(name), reference.raw_parameter(name), rtol=0, atol=1e-6)
     # Only the newest periodic checkpoint is kept.
-    assert train.checkpoint_iterations_in(uninterrupted) == [100]
+    assert checkpoint_iterations_in(uninterrupted) == [100]
 
 
 def test_checkpoints_hold_the_full_training_state(tiny_scene, tmp_path, capsys):
     model_path = str(tmp_path / "run")
     train.main(["-s", tiny_scene, "-m", model_path, "--iterations", "30", "--checkpoint_interval", "0",
                 "--checkpoint_iterations", "10", "20"] + SHORT_SCHEDULE)
-    assert train.checkpoint_iterations_in(model_path) == [10, 20]
-    state = train.load_checkpoint(train.checkpoint_path(model_path, 20))
+    assert checkpoint_iterations_in(model_path) == [10, 20]
+    state = load_checkpoint(checkpoint_path(model_path, 20))
     assert state["iteration"] == 20
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
     # Eight training views drawn without repeats: 20 draws leave 4 of the third round.
@@ -188,11 +194,10 @@ def test_a_nan_in_the_gaussians_stops_training_within_its_window(tiny_scene, tmp
                 params.means[0, 0] = float("nan")  # the trained positions themselves
         return render_training_view(camera, params, *args, **kwargs)
 
-    render_training_view = train.render_training_view
-    monkeypatch.setattr(train, "render_training_view", poisoned_render_training_view)
+    monkeypatch.setattr(training.loop, "render_training_view", poisoned_render_training_view)
     expect_cli_error(["-s", tiny_scene, "-m", model_path, "--iterations", "80", "--checkpoint_interval", "0"]
                      + extra + SHORT_SCHEDULE, capsys, f"the loss or the Gaussians became non-finite {window}")
-    assert train.checkpoint_iterations_in(model_path) == []
+    assert checkpoint_iterations_in(model_path) == []
 
 
 def test_missing_source_folder(tmp_path, capsys):
@@ -233,16 +238,17 @@ def test_command_line_reports_errors_without_traceback(tmp_path):
     assert "missing is not a folder" in result.stderr
 
 
-def test_min_contribution_prunes_what_the_training_views_barely_see(tiny_scene, tmp_path, capsys):
+def test_min_contribution_prunes_what_the_training_views_barely_see(tiny_scene, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
     # After 60 iterations the tiny scene's faintest Gaussians give its training views 7 to 10 pixels each.
     model_path = str(tmp_path / "compact")
     argv = ["-s", tiny_scene, "-m", model_path, "--iterations", "60", "--save_iterations", "60",
             "--min_contribution", "10"] + SHORT_SCHEDULE
     train.main(argv)
-    printed = capsys.readouterr().out
+    printed = caplog.text
     pruned, left = map(int, re.search(r"pruned (\d+) Gaussians .* less than 10; (\d+) left", printed).groups())
     assert pruned > 0
-    dataset = train.parse_args(argv)[1]
+    dataset = train.options_from_command_line(argv).model
     gaussians = GaussianModel(dataset.sh_degree)
     scene = Scene(dataset, gaussians, load_iteration=60)
     assert gaussians.num_points == left
@@ -259,7 +265,7 @@ def test_min_contribution_prunes_what_the_training_views_barely_see(tiny_scene, 
 
 def test_eval_scores_the_last_iteration_whatever_test_iterations_says(tiny_scene, tmp_path):
     # The default --test_iterations, 3DGS's 7000 and 30000, lie beyond a shorter run.
-    assert train.parse_args(["-s", tiny_scene, "--iterations", "600"])[0].test_iterations == [600, 7_000, 30_000]
+    assert train.options_from_command_line(["-s", tiny_scene, "--iterations", "600"]).values.test_iterations == [600, 7_000, 30_000]
     model_path = str(tmp_path / "run")
     train.main(["-s", tiny_scene, "-m", model_path, "--eval", "--hold", "4", "--iterations", "10",
                 "--test_iterations", "5", "--checkpoint_interval", "0"] + SHORT_SCHEDULE)
@@ -269,7 +275,7 @@ def test_eval_scores_the_last_iteration_whatever_test_iterations_says(tiny_scene
 
 def test_a_shorter_run_compresses_the_schedule(tiny_scene):
     def parsed(*options):
-        return train.parse_args(["-s", tiny_scene, *options])[0]
+        return train.options_from_command_line(["-s", tiny_scene, *options]).values
 
     schedule = ("densify_from_iter", "densify_until_iter", "opacity_reset_interval", "sh_degree_interval",
                 "densification_interval", "position_lr_max_steps")
@@ -298,7 +304,7 @@ def test_no_opacity_reset_at_the_end_of_training(tiny_scene, tmp_path):
     argv = ["-s", tiny_scene, "-m", model_path, "--checkpoint_interval", "0"] + SHORT_SCHEDULE + [
         "--iterations", "60", "--opacity_reset_interval", "60", "--densify_until_iter", "100"]
     train.main(argv)
-    dataset = train.parse_args(argv)[1]
+    dataset = train.options_from_command_line(argv).model
     gaussians = GaussianModel(dataset.sh_degree)
     scene = Scene(dataset, gaussians, load_iteration=60)
     with torch.no_grad():

@@ -30,6 +30,7 @@ from tiny_scene import HEIGHT, WIDTH, make_tiny_scene, train_tiny_run
 from viewer import Viewer, camera_from_viewer_pose, load_viewer_scene, viewer_pose_of
 from viewer.frames import depth_to_uint8, moving_scale, pad_to_aspect, to_uint8
 from viewer.server import MINIMUM_MOVING_SCALE, port_accepts_connections
+from utils.checkpoints import checkpoint_path, load_checkpoint
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A canvas 2.5 times the tiny scene's 64x48 views, with the same aspect ratio.
@@ -67,7 +68,7 @@ def copy_run(model_path, destination, point_cloud_iterations=(), checkpoint_iter
     for iteration in point_cloud_iterations:
         add_point_cloud(model_path, destination, iteration)
     for iteration in checkpoint_iterations:
-        shutil.copy(train.checkpoint_path(model_path, iteration), destination)
+        shutil.copy(checkpoint_path(model_path, iteration), destination)
     return str(destination)
 
 
@@ -376,7 +377,7 @@ def test_a_checkpoint_mid_training_is_viewable(trained_run, tmp_path):
     model_path = copy_run(trained_run, tmp_path / "mid_training", checkpoint_iterations=[40])
     scene = open_scene(model_path)
     assert scene.model.snapshot.is_checkpoint and scene.model.snapshot.iteration == 40
-    saved = train.load_checkpoint(train.checkpoint_path(trained_run, 40))["gaussians"]["params"]
+    saved = load_checkpoint(checkpoint_path(trained_run, 40))["gaussians"]["params"]
     assert scene.model.num_points == len(saved["xyz"])
     torch.testing.assert_close(scene.model.params.means, saved["xyz"])
     torch.testing.assert_close(scene.model.params.opacities, torch.sigmoid(saved["opacity"]))
@@ -394,7 +395,7 @@ def test_watch_reloads_each_newer_snapshot(trained_run, tmp_path, capsys):
         browser.next_frame()
         view = only_view(viewer)
 
-        shutil.copy(train.checkpoint_path(trained_run, 40), model_path)
+        shutil.copy(checkpoint_path(trained_run, 40), model_path)
         wait_until(lambda: viewer.model.snapshot.iteration == 40, 20, "the checkpoint at iteration 40")
         wait_until(lambda: "iteration 40 (checkpoint)" in view.stats.content, 20, "the page to show iteration 40")
 
@@ -443,7 +444,7 @@ def test_a_missing_or_corrupt_model_is_reported_before_serving(trained_run, tmp_
     expect_view_error(["-m", corrupt_cloud], monkeypatch, ply)
 
     corrupt_checkpoint = copy_run(trained_run, tmp_path / "corrupt_checkpoint")
-    with open(train.checkpoint_path(corrupt_checkpoint, 40), "wb") as file:
+    with open(checkpoint_path(corrupt_checkpoint, 40), "wb") as file:
         file.write(b"\x00" * 64)
     expect_view_error(["-m", corrupt_checkpoint], monkeypatch, "chkpnt40.pth")
 

@@ -18,7 +18,7 @@ from scene.cameras import Camera
 from scene.dataset_readers import load_scene_info
 from scene.gaussian_model import GaussianModel, GaussianParams
 from scene.scene import point_cloud_path, saved_iterations
-from train import TrainingError, checkpoint_iterations_in, checkpoint_path, load_checkpoint
+from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
 
 
 class ViewerError(ValueError):
@@ -85,7 +85,7 @@ def load_snapshot(model_path, snapshot, device):
         gaussians = GaussianModel(state["gaussians"]["max_sh_degree"], device)
         # Restoring builds an optimizer from default hyper-parameters; only the parameters are kept afterwards.
         gaussians.restore(state["gaussians"], OptimizationParams.extract(Namespace()))
-    except (TrainingError, KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ViewerError(f"{snapshot.path}: cannot read the Gaussians of this checkpoint ({error})") from error
     blur_state = state.get("blur")
     blur_model = None if blur_state is None else blur_model_from_state(blur_state, device, snapshot.path).eval()
