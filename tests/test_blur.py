@@ -35,8 +35,8 @@ from blur import (
 from blur.augmentation import augmentation_count, robust_bounds
 from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
 from blur.model import input_size
-from gaussian_rasterizer import rasterize_gaussians
-from gaussian_rasterizer.reference import project, quaternion_to_matrix
+from gaussian_rasterizer import project_gaussians, rasterize_gaussians
+from gaussian_rasterizer.projection import quaternion_to_matrix
 from gaussian_renderer import raster_camera, render, render_moments
 from scene.cameras import Camera
 from scene.gaussian_model import (
@@ -146,8 +146,8 @@ def test_lens_blur_convolves_each_gaussian_with_its_defocus_and_keeps_its_covera
 
     # Opacity times the footprint's area (sqrt of the screen covariance's determinant) is kept by the lens.
     view = raster_camera(camera)
-    _, _, factored_covariances, _ = project(factored.means, factored.scales, factored.rotations, view, True)
-    _, _, blurred_covariances, _ = project(blurred.means, blurred.scales, blurred.rotations, view, True)
+    _, _, factored_covariances, _ = project_gaussians(factored.means, factored.scales, factored.rotations, view, True)
+    _, _, blurred_covariances, _ = project_gaussians(blurred.means, blurred.scales, blurred.rotations, view, True)
     torch.testing.assert_close(blurred.opacities[:, 0] * torch.linalg.det(blurred_covariances).sqrt(),
                                params.opacities[:, 0] * torch.linalg.det(factored_covariances).sqrt(),
                                rtol=1e-4, atol=0)
