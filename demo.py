@@ -37,6 +37,7 @@ from scene.dataset_readers import read_image
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import SHARP_IMAGES_FOLDER, SyntheticSceneError, generate_scene, preset_config
+from utils.images import to_uint8
 
 PRESET = "synthetic_defocus"
 # Panels are enlarged so that the 160x120 views and their labels stay readable.
@@ -58,10 +59,6 @@ def training_arguments(scene_folder, model_path, iterations, seed):
             "--seed", str(seed), "--test_iterations", str(iterations), "--save_iterations", str(iterations),
             "--checkpoint_interval", "0"]
     return argv + train.cpu_scale_arguments(argv, iterations)
-
-
-def to_uint8(image):
-    return (image.clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
 
 
 def labelled_panel(image, label):

@@ -26,8 +26,9 @@ from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import ModelFolderError, Scene
 from utils.atomic_file import atomic_write
+from utils.devices import synchronize
+from utils.images import background_color, to_uint8
 from viewer import Viewer, ViewerError, load_viewer_scene
-from viewer.frames import to_uint8
 
 
 class CameraPathError(ValueError):
@@ -188,11 +189,6 @@ def render_video(path, cameras, gaussians, background, backend, fps):
 # ---- speed ----------------------------------------------------------------------------------------------------------
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_fps(cameras, gaussians, background, backend, device, warmup_frames, timed_frames):
     """Render-only speed: the activated parameters are computed once (as a viewer would), the first frames
     warm caches and kernels up, and every timed frame waits for the device to finish."""
@@ -300,7 +296,7 @@ def rendering(args):
         gaussians = GaussianModel(dataset.sh_degree, device)
         scene = Scene(dataset, gaussians, load_iteration=args.iteration)
         iteration = scene.loaded_iter
-        background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+        background = background_color(dataset.white_background, device)
         print(f"Loaded {gaussians.num_points} Gaussians saved at iteration {iteration} from {args.model_path}")
 
         if not args.fps_only:

@@ -19,7 +19,8 @@ from blur import BlurModelError
 from gaussian_renderer import render
 from scene.colmap_model import qvec_to_rotmat
 from scene.gaussian_model import PlyFormatError
-from viewer.frames import RENDER_MODES, frame_pixels, moving_scale, pad_to_aspect, to_uint8
+from utils.images import to_uint8
+from viewer.frames import RENDER_MODES, frame_pixels, moving_scale, pad_to_aspect
 from viewer.poses import ViewerPoseError, camera_from_viewer_pose, mean_up_direction, scaled_size, viewer_pose_of
 from viewer.snapshots import ViewerError, find_snapshot, load_model
 
