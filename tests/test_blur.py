@@ -36,18 +36,12 @@ from blur.augmentation import augmentation_count, robust_bounds
 from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
 from blur.model import input_size
 from gaussian_rasterizer import project_gaussians, rasterize_gaussians
-from gaussian_rasterizer.projection import quaternion_to_matrix
 from gaussian_renderer import raster_camera, render, render_moments
 from scene.cameras import Camera
-from scene.gaussian_model import (
-    GaussianModel,
-    GaussianParams,
-    inverse_sigmoid,
-    mean_squared_distance_to_neighbours,
-    quaternion_to_rotation_matrix,
-)
+from scene.gaussian_model import GaussianModel, GaussianParams, inverse_sigmoid, mean_squared_distance_to_neighbours
 from scene.scene import point_cloud_path
 from tiny_scene import FOCAL
+from utils.geometry import quaternion_to_rotation_matrix
 
 def default_opt():
     return OptimizationParams.extract(Namespace())
@@ -115,7 +109,7 @@ def test_defocus_never_shrinks_a_gaussian():
 
 
 def covariances(params):
-    matrices = quaternion_to_matrix(params.rotations / params.rotations.norm(dim=-1, keepdim=True))
+    matrices = quaternion_to_rotation_matrix(params.rotations / params.rotations.norm(dim=-1, keepdim=True))
     scaled = matrices * params.scales[:, None, :]
     return scaled @ scaled.transpose(1, 2)
 
