@@ -38,6 +38,7 @@ from scene.scene import Scene
 from scene.synthetic import SHARP_IMAGES_FOLDER, generate_scene, preset_config
 from training import TrainingOptions, run_training, training_options, with_cpu_scale
 from utils.errors import report_user_errors
+from utils.images import to_uint8
 
 PRESET = "synthetic_defocus"
 # Panels are enlarged so that the 160x120 views and their labels stay readable.
@@ -60,10 +61,6 @@ def demo_training_options(scene_folder: str, model_path: str, iterations: int, s
                 "device": "cpu", "seed": seed, "test_iterations": [iterations], "save_iterations": [iterations],
                 "checkpoint_interval": 0}
     return training_options(with_cpu_scale(explicit, iterations))
-
-
-def to_uint8(image):
-    return (image.clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
 
 
 def labelled_panel(image, label):

@@ -25,6 +25,7 @@ from torch.autograd.function import once_differentiable
 from skimage.metrics import structural_similarity
 
 from utils.atomic_file import atomic_write
+from utils.torch_files import load_torch_file
 
 PROTOCOLS = {
     "3dgs": "PSNR over all pixels and channels; SSIM with an 11x11 Gaussian window (sigma 1.5); "
@@ -228,13 +229,7 @@ class LPIPS(torch.nn.Module):
 def load_state_dict(path):
     if not os.path.isfile(path):
         raise MetricsError(f"{path}: LPIPS weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise MetricsError(f"{path}: not a readable torch weights file ({error})") from None
-    if not isinstance(state, dict):
-        raise MetricsError(f"{path}: expected a state_dict (a mapping of names to tensors)")
-    return state
+    return load_torch_file(path, MetricsError, "not a readable torch weights file")
 
 
 def assign(module, name, value, key, sources):
@@ -248,19 +243,6 @@ def assign(module, name, value, key, sources):
 
 
 # ---- evaluation and results ----
-
-def lpips_weights_argument(paths: list[str] | None) -> str | tuple[str, str] | None:
-    """--lpips_weights as evaluate_images takes it: one combined weights file as a path, two as a (linear heads,
-    AlexNet backbone) pair; each must be a file."""
-    if paths is None:
-        return None
-    if not 1 <= len(paths) <= 2:
-        raise MetricsError("--lpips_weights takes one combined file or two files (linear heads, AlexNet backbone)")
-    for path in paths:
-        if not os.path.isfile(path):
-            raise MetricsError(f"--lpips_weights: {path} is not a file")
-    return paths[0] if len(paths) == 1 else (paths[0], paths[1])
-
 
 def evaluate_images(pairs, lpips_weights=None):
     """Score each (rendering, ground truth) pair of (3, H, W) images in [0, 1], given as {view name: pair}.
@@ -415,6 +397,20 @@ def evaluate_model(model_path, iteration=None, lpips_weights=None):
     return path
 
 
+def lpips_weights_argument(paths: list[str] | None) -> str | tuple[str, str] | None:
+    """The lpips_weights of evaluate_images from the files given to --lpips_weights: one combined weights file as
+    its path, two as a (linear heads, AlexNet backbone) pair; None without the option."""
+    if paths is None:
+        return None
+    if not 1 <= len(paths) <= 2:
+        raise MetricsError(f"--lpips_weights takes one combined file or two files (linear heads, AlexNet backbone), "
+                           f"got {len(paths)}")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise MetricsError(f"--lpips_weights: {path} is not a file")
+    return paths[0] if len(paths) == 1 else tuple(paths)
+
+
 def main(argv=None):
     parser = ArgumentParser(description="Score rendered test views under the 3DGS and Deblur-NeRF protocols")
     parser.add_argument("--model_paths", "-m", nargs="+", action="extend", required=True,
@@ -424,11 +420,10 @@ def main(argv=None):
                         help="LPIPS AlexNet weights: the lpips package's alex.pth followed by a torchvision AlexNet "
                              "state_dict, or one file holding both")
     args = parser.parse_args(argv)
-    if args.lpips_weights is not None and len(args.lpips_weights) > 2:
-        parser.error("--lpips_weights takes one combined file or two files (linear heads, AlexNet backbone)")
-    lpips_weights = args.lpips_weights
-    if lpips_weights is not None and len(lpips_weights) == 1:
-        lpips_weights = lpips_weights[0]
+    try:
+        lpips_weights = lpips_weights_argument(args.lpips_weights)
+    except MetricsError as error:
+        parser.error(str(error))
     try:
         for model_path in args.model_paths:
             path = evaluate_model(model_path, args.iteration, lpips_weights)

@@ -20,22 +20,14 @@ from tqdm import tqdm
 from arguments import ConfigFileError, ModelParams, PipelineParams, default_device, read_cfg_args
 from blur import BlurModelError
 from gaussian_renderer import render
-from scene.cameras import Camera
-from scene.colmap_model import qvec_to_rotmat, rotmat_to_qvec
+from scene.camera_paths import CameraPathError, video_cameras
 from scene.dataset_readers import DatasetError
 from scene.gaussian_model import GaussianModel, PlyFormatError
 from scene.scene import ModelFolderError, Scene
 from utils.atomic_file import atomic_write
+from utils.devices import synchronize
+from utils.images import background_color, to_uint8
 from viewer import Viewer, ViewerError, load_viewer_scene
-from viewer.frames import to_uint8
-
-
-class CameraPathError(ValueError):
-    """The views do not allow a camera path to be built."""
-
-
-# Views whose viewing directions all lie within this angle of their mean count as forward-facing.
-FORWARD_FACING_MAX_ANGLE_DEG = 45.0
 
 
 def render_set(model_path, split, iteration, cameras, gaussians, background, backend):
@@ -53,130 +45,6 @@ def render_set(model_path, split, iteration, cameras, gaussians, background, bac
         iio.imwrite(os.path.join(folders["side_by_side"], name), np.concatenate([rendering, ground_truth], axis=1))
 
 
-# ---- camera paths -------------------------------------------------------------------------------------------------
-
-
-def camera_to_world_matrices(cameras):
-    return np.stack([np.linalg.inv(camera.world_to_camera.double().cpu().numpy()) for camera in cameras])
-
-
-def is_forward_facing(camera_to_world):
-    forward = camera_to_world[:, :3, 2]
-    mean_forward = forward.mean(axis=0)
-    norm = np.linalg.norm(mean_forward)
-    if norm < 1e-6:
-        return False
-    cosines = forward @ (mean_forward / norm)
-    return bool(cosines.min() > np.cos(np.radians(FORWARD_FACING_MAX_ANGLE_DEG)))
-
-
-def look_at(position, target, down_hint):
-    """Camera-to-world matrix (OpenCV axes) at position, looking at target, with image y along down_hint."""
-    forward = target - position
-    forward /= np.linalg.norm(forward)
-    right = np.cross(down_hint, forward)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, down, forward], axis=1)
-    pose[:3, 3] = position
-    return pose
-
-
-def spiral_path(camera_to_world, near, far, frame_count, turns=2):
-    """A spiral around the mean pose of forward-facing views, looking at a point at a typical scene depth
-    (the LLFF convention: a disparity-weighted blend of the near and far bounds)."""
-    center = camera_to_world[:, :3, 3].mean(axis=0)
-    forward = camera_to_world[:, :3, 2].mean(axis=0)
-    forward /= np.linalg.norm(forward)
-    down = camera_to_world[:, :3, 1].mean(axis=0)
-    right = np.cross(down, forward)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    mean_rotation = np.stack([right, down, forward], axis=1)
-
-    # Spread of the captured positions along the mean camera's axes.
-    radii = np.percentile(np.abs((camera_to_world[:, :3, 3] - center) @ mean_rotation), 90, axis=0)
-    close_depth, far_depth = 0.9 * near, 5.0 * far
-    focus_depth = 1.0 / (0.25 / close_depth + 0.75 / far_depth)
-    target = center + focus_depth * forward
-
-    poses = []
-    for angle in np.linspace(0.0, 2.0 * np.pi * turns, frame_count, endpoint=False):
-        offset = radii * np.array([np.cos(angle), np.sin(angle), np.sin(0.5 * angle)])
-        poses.append(look_at(center + mean_rotation @ offset, target, down))
-    return np.stack(poses)
-
-
-def nearest_neighbour_tour(positions):
-    """Visiting order of the positions, each step going to the closest position not visited yet."""
-    order = [0]
-    unvisited = set(range(1, len(positions)))
-    while unvisited:
-        last = positions[order[-1]]
-        following = min(unvisited, key=lambda index: np.linalg.norm(positions[index] - last))
-        order.append(following)
-        unvisited.remove(following)
-    return order
-
-
-def slerp(q0, q1, t):
-    cosine = float(np.dot(q0, q1))
-    if cosine < 0.0:  # take the short way round
-        q1, cosine = -q1, -cosine
-    if cosine > 0.9995:
-        blended = (1.0 - t) * q0 + t * q1
-        return blended / np.linalg.norm(blended)
-    angle = np.arccos(cosine)
-    return (np.sin((1.0 - t) * angle) * q0 + np.sin(t * angle) * q1) / np.sin(angle)
-
-
-def interpolated_path(camera_to_world, frame_count):
-    """A path through the training poses (in nearest-neighbour order), moving at constant speed and
-    interpolating rotations spherically."""
-    positions = camera_to_world[:, :3, 3]
-    order = nearest_neighbour_tour(positions)
-    keys = camera_to_world[order]
-    quaternions = [rotmat_to_qvec(pose[:3, :3]) for pose in keys]
-    lengths = np.linalg.norm(np.diff(keys[:, :3, 3], axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(lengths)])
-    if arc[-1] == 0.0:
-        arc = np.arange(len(keys), dtype=np.float64)
-    poses = []
-    for distance in np.linspace(0.0, arc[-1], frame_count):
-        segment = min(int(np.searchsorted(arc, distance, side="right")) - 1, len(keys) - 2)
-        t = (distance - arc[segment]) / max(arc[segment + 1] - arc[segment], 1e-12)
-        pose = np.eye(4)
-        pose[:3, :3] = qvec_to_rotmat(slerp(quaternions[segment], quaternions[segment + 1], t))
-        pose[:3, 3] = (1.0 - t) * keys[segment, :3, 3] + t * keys[segment + 1, :3, 3]
-        poses.append(pose)
-    return np.stack(poses)
-
-
-def video_cameras(cameras, frame_count, device):
-    """Cameras along a smooth path through the scene, with the intrinsics of the first view; the size is
-    trimmed to even numbers as H.264 requires."""
-    if len(cameras) < 2:
-        raise CameraPathError("a camera path needs at least two training views")
-    camera_to_world = camera_to_world_matrices(cameras)
-    if is_forward_facing(camera_to_world):
-        near = min(camera.near for camera in cameras)
-        far = max(camera.far for camera in cameras)
-        if not (0.0 < near < far < np.inf):
-            raise CameraPathError(f"the scene's depth bounds ({near}, {far}) cannot place a spiral path")
-        path = spiral_path(camera_to_world, near, far, frame_count)
-    else:
-        path = interpolated_path(camera_to_world, frame_count)
-    first = cameras[0]
-    return [
-        Camera(
-            np.linalg.inv(pose), first.fx, first.fy, first.cx, first.cy, first.width - first.width % 2,
-            first.height - first.height % 2, first.near, first.far, device, image_name=f"path_{index:05d}",
-        )
-        for index, pose in enumerate(path)
-    ]
-
-
 def render_video(path, cameras, gaussians, background, backend, fps):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     params = gaussians.render_params()
@@ -186,11 +54,6 @@ def render_video(path, cameras, gaussians, background, backend, fps):
 
 
 # ---- speed ----------------------------------------------------------------------------------------------------------
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_fps(cameras, gaussians, background, backend, device, warmup_frames, timed_frames):
@@ -300,7 +163,7 @@ def rendering(args):
         gaussians = GaussianModel(dataset.sh_degree, device)
         scene = Scene(dataset, gaussians, load_iteration=args.iteration)
         iteration = scene.loaded_iter
-        background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+        background = background_color(dataset.white_background, device)
         print(f"Loaded {gaussians.num_points} Gaussians saved at iteration {iteration} from {args.model_path}")
 
         if not args.fps_only:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from blur.model import HIDDEN_WIDTH, VIEW_FREQUENCIES, BlurredRendering, encoded_size, positional_encoding
-from scene.gaussian_model import quaternion_to_rotation_matrix
+from utils.geometry import quaternion_product, quaternion_to_rotation_matrix
 
 PATH_DEGREE = 3
 # Network outputs of order 1 stand for rotations of this many radians and translations of this many world units:
@@ -31,18 +31,6 @@ def exposure_times(count):
     """The midpoints of count equal parts of the exposure [-1, 1]. For odd count one of them is 0, the given
     mid-exposure pose."""
     return (2.0 * torch.arange(count, dtype=torch.float32) + 1.0) / count - 1.0
-
-
-def quaternion_product(a, b):
-    """Hamilton product of (..., 4) quaternions (w, x, y, z): the rotation b, then a."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], dim=-1)
 
 
 def rotation_quaternion(rotation_vector):

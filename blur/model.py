@@ -10,7 +10,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from gaussian_rasterizer.reference import project
+from gaussian_rasterizer import project_gaussians
 from gaussian_renderer import raster_camera, render_moments
 
 BLUR_MODES = ("defocus", "motion")
@@ -236,8 +236,8 @@ def footprint_ratio(sharp, blurred, camera):
     """(N, 1): sqrt(det sharp / det blurred) of the Gaussians' screen-space covariances. Multiplying a blurred
     Gaussian's opacity by it keeps the integral of its alpha over the image, as a convolution does."""
     view = raster_camera(camera)
-    _, _, sharp_covariances, _ = project(sharp.means, sharp.scales, sharp.rotations, view, True)
-    _, _, blurred_covariances, _ = project(blurred.means, blurred.scales, blurred.rotations, view, True)
+    sharp_covariances = project_gaussians(sharp.means, sharp.scales, sharp.rotations, view, True).covariances2d
+    blurred_covariances = project_gaussians(blurred.means, blurred.scales, blurred.rotations, view, True).covariances2d
     return (torch.linalg.det(sharp_covariances) / torch.linalg.det(blurred_covariances)).sqrt()[:, None]
 
 

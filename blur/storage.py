@@ -10,6 +10,7 @@ from blur.camera_shake import CameraShake
 from blur.model import BlurModel
 from scene.scene import point_cloud_path, saved_iterations
 from utils.atomic_file import atomic_write
+from utils.torch_files import load_torch_file
 
 BLUR_MODEL_FILE = "blur_model.pth"
 
@@ -73,10 +74,5 @@ def load_blur_model(model_path, iteration=None, device="cpu"):
         if mode == "none":
             return None
         raise BlurModelError(f"{path}: not found, though {model_path} was trained with --blur {mode}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BlurModelError(f"{path}: cannot read the blur model ({error})") from None
-    if not isinstance(state, dict):
-        raise BlurModelError(f"{path}: not a blur model written by train.py")
+    state = load_torch_file(path, BlurModelError, "cannot read the blur model")
     return blur_model_from_state(state, device, path).eval()

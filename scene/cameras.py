@@ -3,6 +3,8 @@
 import numpy as np
 import torch
 
+from utils.geometry import camera_centre
+
 
 class Camera:
     """A pinhole view in the OpenCV/COLMAP convention (x right, y down, z forward; pixel centres at i + 0.5).
@@ -22,7 +24,7 @@ class Camera:
         self.width, self.height = int(width), int(height)
         self.near, self.far = float(near), float(far)
         self.world_to_camera = torch.tensor(world_to_camera, dtype=torch.float32, device=device)
-        self.camera_center = torch.tensor(np.linalg.inv(world_to_camera)[:3, 3], dtype=torch.float32, device=device)
+        self.camera_center = torch.tensor(camera_centre(world_to_camera), dtype=torch.float32, device=device)
         self.original_image = None
         if image is not None:
             if image.shape != (self.height, self.width, 3):

@@ -72,43 +72,6 @@ POINT2D_DTYPE = np.dtype([("x", "<f8"), ("y", "<f8"), ("point3d_id", "<i8")])
 TRACK_DTYPE = np.dtype([("image_id", "<i4"), ("point2d_idx", "<i4")])
 
 
-def qvec_to_rotmat(qvec):
-    """Rotation matrix of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = np.asarray(qvec, dtype=np.float64)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def rotmat_to_qvec(R):
-    """Unit quaternion (w, x, y, z) with w >= 0 of a rotation matrix.
-
-    Built from the largest of the four diagonal combinations so that the division stays well conditioned for
-    every rotation, including those near 180 degrees.
-    """
-    R = np.asarray(R, dtype=np.float64)
-    trace = np.trace(R)
-    candidates = [trace, R[0, 0], R[1, 1], R[2, 2]]
-    largest = int(np.argmax(candidates))
-    if largest == 0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        qvec = np.array([0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s])
-    elif largest == 1:
-        s = 2.0 * np.sqrt(max(1.0 + R[0, 0] - R[1, 1] - R[2, 2], 0.0))
-        qvec = np.array([(R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s])
-    elif largest == 2:
-        s = 2.0 * np.sqrt(max(1.0 + R[1, 1] - R[0, 0] - R[2, 2], 0.0))
-        qvec = np.array([(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s])
-    else:
-        s = 2.0 * np.sqrt(max(1.0 + R[2, 2] - R[0, 0] - R[1, 1], 0.0))
-        qvec = np.array([(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s])
-    if qvec[0] < 0:
-        qvec = -qvec
-    return qvec / np.linalg.norm(qvec)
-
-
 def rotation_problem(rotation):
     """What keeps a 3x3 matrix from being a camera rotation, as the end of a sentence ("is singular (...)"), or None
     when it is one within ROTATION_TOLERANCE."""

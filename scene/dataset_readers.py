@@ -21,8 +21,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scene.colmap_model import DatasetError, model_extension, qvec_to_rotmat, read_model, rotation_problem
+from scene.colmap_model import DatasetError, model_extension, read_model, rotation_problem
 from scene.llff import load_poses_bounds
+from utils.geometry import (camera_centre, camera_to_world_matrix, quaternion_to_rotation_matrix,
+                            world_to_camera_matrix)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DOWNSCALE_FACTORS = (1, 2, 4, 8)
@@ -331,13 +333,6 @@ def pinhole_view(intrinsics, image, scale):
     return undistorted, intrinsics
 
 
-def world_to_camera_matrix(rotation, translation):
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation
-    matrix[:3, 3] = translation
-    return matrix
-
-
 def depth_bounds(world_to_camera, points):
     """Near and far depth of the points in front of the camera (0.1 and 99.9 percentiles, as LLFF does)."""
     depths = points @ world_to_camera[:3, :3].T[:, 2] + world_to_camera[2, 3]
@@ -389,7 +384,7 @@ def read_colmap(source_path, resolution, background, poses_path=None):
             continue
         colmap_image = by_name[name]
         camera = cameras[colmap_image.camera_id]
-        world_to_camera = world_to_camera_matrix(qvec_to_rotmat(colmap_image.qvec), colmap_image.tvec)
+        world_to_camera = world_to_camera_matrix(quaternion_to_rotation_matrix(colmap_image.qvec), colmap_image.tvec)
         image, image_path, scale = load_view_image(
             os.path.join(source_path, "images", name), (camera.width, camera.height), resolution, background,
             downscaled_copy(source_path, name, resolution),
@@ -532,7 +527,7 @@ def random_points_in_frusta(cameras, count, seed):
         v = rng.uniform(0.0, camera.height, size=len(chosen))
         depth = 1.0 / rng.uniform(1.0 / camera.far, 1.0 / camera.near, size=len(chosen))
         camera_points = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy, np.ones_like(u)], 1)
-        camera_to_world = np.linalg.inv(camera.world_to_camera)
+        camera_to_world = camera_to_world_matrix(camera.world_to_camera)
         points[chosen] = (camera_points * depth[:, None]) @ camera_to_world[:3, :3].T + camera_to_world[:3, 3]
         colors[chosen] = camera.image[v.astype(np.int64), u.astype(np.int64)]
     return BasicPointCloud(points, colors)
@@ -540,7 +535,7 @@ def random_points_in_frusta(cameras, count, seed):
 
 def scene_extent(cameras):
     """3DGS's normalisation radius: 1.1 times the largest distance of a camera centre from their mean."""
-    centers = np.array([np.linalg.inv(camera.world_to_camera)[:3, 3] for camera in cameras])
+    centers = np.array([camera_centre(camera.world_to_camera) for camera in cameras])
     radius = 1.1 * np.linalg.norm(centers - centers.mean(axis=0), axis=1).max()
     # A single view (or views from one spot) has no spread; a unit radius keeps learning rates meaningful.
     return float(radius) if radius > 1e-6 else 1.0

@@ -11,6 +11,7 @@ from plyfile import PlyData, PlyElement
 from sklearn.neighbors import NearestNeighbors
 
 from utils.atomic_file import atomic_write
+from utils.geometry import quaternion_to_rotation_matrix
 
 SH_C0 = 0.28209479177387814
 
@@ -71,19 +72,6 @@ def get_expon_lr_func(lr_init, lr_final, lr_delay_steps=0, lr_delay_mult=1.0, ma
         return float(delay_rate * log_lerp)
 
     return schedule
-
-
-def quaternion_to_rotation_matrix(quaternions):
-    """(N, 4) unit quaternions (w, x, y, z) to (N, 3, 3) rotation matrices."""
-    w, x, y, z = quaternions.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(-1, 3, 3)
 
 
 def as_parameter(tensor):

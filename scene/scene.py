@@ -10,6 +10,7 @@ from plyfile import PlyData, PlyElement
 from scene.cameras import Camera
 from scene.dataset_readers import load_scene_info
 from utils.atomic_file import atomic_write
+from utils.geometry import camera_to_world_matrix
 
 
 class ModelFolderError(ValueError):
@@ -93,7 +94,7 @@ def write_cameras_json(path, camera_infos):
     """Camera poses in the cameras.json layout 3DGS viewers read (camera-to-world position and rotation rows)."""
     entries = []
     for index, info in enumerate(camera_infos):
-        camera_to_world = np.linalg.inv(info.world_to_camera)
+        camera_to_world = camera_to_world_matrix(info.world_to_camera)
         entries.append({
             "id": index,
             "img_name": info.name,

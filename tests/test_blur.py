@@ -37,23 +37,17 @@ from blur import (
 from blur.augmentation import augmentation_count, robust_bounds
 from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
 from blur.model import input_size
-from gaussian_rasterizer import rasterize_gaussians
-from gaussian_rasterizer.reference import project, quaternion_to_matrix
+from gaussian_rasterizer import project_gaussians, rasterize_gaussians
 from gaussian_renderer import raster_camera, render, render_moments
 from scene.cameras import Camera
-from scene.gaussian_model import (
-    GaussianModel,
-    GaussianParams,
-    inverse_sigmoid,
-    mean_squared_distance_to_neighbours,
-    quaternion_to_rotation_matrix,
-)
+from scene.gaussian_model import GaussianModel, GaussianParams, inverse_sigmoid, mean_squared_distance_to_neighbours
 from scene.scene import point_cloud_path
 from tiny_scene import FOCAL
 from training import build_parser, explicit_options, training_options, with_cpu_scale
 from training.blur_model import create_blur_model, render_training_view
 from training.density import accumulate_densification_stats
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
+from utils.geometry import quaternion_to_rotation_matrix
 
 def default_opt():
     return OptimizationParams.extract(Namespace())
@@ -121,7 +115,7 @@ def test_defocus_never_shrinks_a_gaussian():
 
 
 def covariances(params):
-    matrices = quaternion_to_matrix(params.rotations / params.rotations.norm(dim=-1, keepdim=True))
+    matrices = quaternion_to_rotation_matrix(params.rotations / params.rotations.norm(dim=-1, keepdim=True))
     scaled = matrices * params.scales[:, None, :]
     return scaled @ scaled.transpose(1, 2)
 
@@ -152,8 +146,8 @@ def test_lens_blur_convolves_each_gaussian_with_its_defocus_and_keeps_its_covera
 
     # Opacity times the footprint's area (sqrt of the screen covariance's determinant) is kept by the lens.
     view = raster_camera(camera)
-    _, _, factored_covariances, _ = project(factored.means, factored.scales, factored.rotations, view, True)
-    _, _, blurred_covariances, _ = project(blurred.means, blurred.scales, blurred.rotations, view, True)
+    _, _, factored_covariances, _ = project_gaussians(factored.means, factored.scales, factored.rotations, view, True)
+    _, _, blurred_covariances, _ = project_gaussians(blurred.means, blurred.scales, blurred.rotations, view, True)
     torch.testing.assert_close(blurred.opacities[:, 0] * torch.linalg.det(blurred_covariances).sqrt(),
                                params.opacities[:, 0] * torch.linalg.det(factored_covariances).sqrt(),
                                rtol=1e-4, atol=0)

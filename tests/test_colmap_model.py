@@ -4,9 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from scene.colmap_model import (
-    ColmapCamera, ColmapImage, ColmapPoint3D, DatasetError, qvec_to_rotmat, read_model, rotmat_to_qvec, write_model,
-)
+from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, DatasetError, read_model, write_model
+from utils.geometry import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 
 
 def random_rotation(rng):
@@ -23,7 +22,8 @@ def sample_model(rng):
     images = {}
     for image_id, camera_id, point_count in ((1, 1, 5), (2, 3, 0), (7, 1, 3)):
         images[image_id] = ColmapImage(
-            image_id, rotmat_to_qvec(random_rotation(rng)), rng.normal(size=3), camera_id, f"photo {image_id}.png",
+            image_id, rotation_matrix_to_quaternion(random_rotation(rng)), rng.normal(size=3), camera_id,
+            f"photo {image_id}.png",
             rng.uniform(0, 300, size=(point_count, 2)), rng.integers(-1, 10, size=point_count),
         )
     points3d = {
@@ -73,15 +73,15 @@ def test_quaternion_conversions_are_inverse():
     # Rotations by (nearly) 180 degrees, where the trace-based formula alone breaks down.
     rotations += [np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])]
     for rotation in rotations:
-        qvec = rotmat_to_qvec(rotation)
+        qvec = rotation_matrix_to_quaternion(rotation)
         assert qvec[0] >= 0
         assert np.linalg.norm(qvec) == pytest.approx(1.0, abs=1e-12)
-        np.testing.assert_allclose(qvec_to_rotmat(qvec), rotation, atol=1e-12)
+        np.testing.assert_allclose(quaternion_to_rotation_matrix(qvec), rotation, atol=1e-12)
 
 
 def test_quaternion_convention_is_w_first():
     angle = 0.3
-    rotation = qvec_to_rotmat([np.cos(angle / 2), 0.0, 0.0, np.sin(angle / 2)])
+    rotation = quaternion_to_rotation_matrix([np.cos(angle / 2), 0.0, 0.0, np.sin(angle / 2)])
     expected = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
     np.testing.assert_allclose(rotation, expected, atol=1e-15)
 

@@ -8,8 +8,9 @@ from skimage import data as skimage_data
 pycolmap = pytest.importorskip("pycolmap")
 
 import convert  # noqa: E402  (after the pycolmap check: convert.py is useless without it)
-from scene.colmap_model import qvec_to_rotmat, read_model  # noqa: E402
+from scene.colmap_model import read_model  # noqa: E402
 from scene.dataset_readers import load_scene_info  # noqa: E402
+from utils.geometry import quaternion_to_rotation_matrix  # noqa: E402
 
 WIDTH, HEIGHT = 320, 240
 FOCAL = 280.0
@@ -108,7 +109,8 @@ def test_convert_registers_every_photo(tmp_path, flags, camera_model):
     # SfM recovers poses up to a similarity: relative rotations are invariant to it. On 320x240 photos with
     # a 30 degree arc the estimate is off by about 0.5 degree at the ends (the focal length trades off against
     # the rotation); neighbouring views are 6 degrees apart, so a view matched to the wrong pose fails.
-    estimated = [qvec_to_rotmat(image.qvec) for image in sorted(images.values(), key=lambda image: image.name)]
+    estimated = [quaternion_to_rotation_matrix(image.qvec)
+                 for image in sorted(images.values(), key=lambda image: image.name)]
     np.testing.assert_allclose(relative_rotation_angles(estimated),
                                relative_rotation_angles([rotation for rotation, _ in poses]), atol=1.5)
     if camera_model == "SIMPLE_PINHOLE":

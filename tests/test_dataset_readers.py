@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import train
-from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, read_model, rotmat_to_qvec, write_model
+from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, read_model, write_model
 from scene.dataset_readers import DatasetError, load_scene_info, scene_extent
 from scene.llff import load_poses_bounds, save_poses_bounds
+from utils.geometry import rotation_matrix_to_quaternion
 
 WIDTH, HEIGHT = 48, 32
 FOCAL = 40.0
@@ -65,8 +66,8 @@ def write_colmap_scene(folder, count=6, ext=".bin", camera=None, image_size=(WID
         # Image ids in reverse order: the readers must sort by name, not by id.
         image_id = count - index
         # Each view observes the first ten points; -1 and 999 are observations without a (known) 3D point.
-        images[image_id] = ColmapImage(image_id, rotmat_to_qvec(pose[:3, :3]), pose[:3, 3], camera.id, name,
-                                       np.zeros((12, 2)), np.array([*range(1, 11), -1, 999]))
+        images[image_id] = ColmapImage(image_id, rotation_matrix_to_quaternion(pose[:3, :3]), pose[:3, 3], camera.id,
+                                       name, np.zeros((12, 2)), np.array([*range(1, 11), -1, 999]))
     points3d = {
         index + 1: ColmapPoint3D(index + 1, point, np.array([index, 2 * index, 255 - index], np.uint8), 0.5,
                                  np.zeros(0, np.int64), np.zeros(0, np.int64))

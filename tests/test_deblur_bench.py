@@ -9,7 +9,6 @@ import os
 import numpy as np
 import pytest
 
-import train
 from bench import deblur
 from scene.synthetic import SceneConfig
 

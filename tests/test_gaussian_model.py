@@ -9,14 +9,8 @@ import torch
 from plyfile import PlyData, PlyElement
 
 from arguments import OptimizationParams
-from scene.gaussian_model import (
-    GaussianModel,
-    PlyFormatError,
-    get_expon_lr_func,
-    inverse_sigmoid,
-    quaternion_to_rotation_matrix,
-    sh_to_rgb,
-)
+from scene.gaussian_model import GaussianModel, PlyFormatError, get_expon_lr_func, inverse_sigmoid, sh_to_rgb
+from utils.geometry import quaternion_to_rotation_matrix
 
 
 def default_opt(**overrides):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import render
+from scene.camera_paths import interpolated_path, is_forward_facing, spiral_path
 from tiny_scene import HEIGHT, WIDTH, train_tiny_run
+from utils.geometry import look_at
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,7 +90,7 @@ def test_spiral_path_orbits_the_mean_pose_and_looks_at_the_focus():
     rng = np.random.default_rng(0)
     captured = np.stack([np.eye(4) for _ in range(10)])
     captured[:, :3, 3] = rng.normal(scale=[0.3, 0.2, 0.05], size=(10, 3))
-    path = render.spiral_path(captured, near=2.0, far=10.0, frame_count=40)
+    path = spiral_path(captured, near=2.0, far=10.0, frame_count=40)
     assert path.shape == (40, 4, 4) and poses_are_rigid(path)
     focus_depth = 1.0 / (0.25 / 1.8 + 0.75 / 50.0)
     target = captured[:, :3, 3].mean(axis=0) + np.array([0.0, 0.0, focus_depth])
@@ -106,10 +108,10 @@ def test_spiral_path_orbits_the_mean_pose_and_looks_at_the_focus():
 def test_interpolated_path_passes_through_the_training_poses():
     # Seven positions on a circle, 45 degrees apart: the tour walks round them in order.
     angles = np.radians(np.arange(0, 315, 45))
-    captured = np.stack([render.look_at(np.array([4 * np.cos(a), -1.0, 4 * np.sin(a)]), np.zeros(3),
-                                        np.array([0.0, 1.0, 0.0])) for a in angles])
-    assert not render.is_forward_facing(captured)
-    path = render.interpolated_path(captured, frame_count=61)
+    captured = np.stack([look_at(np.array([4 * np.cos(a), -1.0, 4 * np.sin(a)]), np.zeros(3),
+                                 np.array([0.0, 1.0, 0.0])) for a in angles])
+    assert not is_forward_facing(captured)
+    path = interpolated_path(captured, frame_count=61)
     assert poses_are_rigid(path)
     np.testing.assert_allclose(path[0], captured[0], atol=1e-9)
     # Constant speed along the tour: every step covers the same distance.

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from scene.colmap_model import qvec_to_rotmat, read_model
+from scene.colmap_model import read_model
 from scene.llff import load_poses_bounds
 from scene.synthetic import (LAYOUTS, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, SceneConfig,
                              SyntheticSceneError, generate_scene, generate_suite, preset_config, view_name)
@@ -22,6 +22,7 @@ from scene.synthetic.primitives import Rectangle
 from scene.synthetic.raycaster import Exposure, TexturedScene, render
 from scene.synthetic.sparse import sfm_like_points
 from scene.synthetic.textures import Texture
+from utils.geometry import quaternion_to_rotation_matrix
 
 # Smaller than the tiny preset, so that each generation takes about a second. Blur in pixels shrinks with the
 # image, so these views need a stronger lens and shake than the preset's to stay measurably blurred.
@@ -87,7 +88,7 @@ def test_poses_bounds_and_colmap_model_describe_the_same_cameras(motion_scene):
     assert [image.name for image in ordered] == [view_name(index) for index in range(SMALL["num_views"])]
     for image, pose in zip(ordered, camera_to_world):
         world_to_camera = np.eye(4)
-        world_to_camera[:3, :3] = qvec_to_rotmat(image.qvec)
+        world_to_camera[:3, :3] = quaternion_to_rotation_matrix(image.qvec)
         world_to_camera[:3, 3] = image.tvec
         # Both files store float64 values written at full precision; only quaternion round-off remains.
         np.testing.assert_allclose(np.linalg.inv(world_to_camera)[:3], pose, atol=1e-9)
@@ -99,7 +100,7 @@ def test_poses_bounds_and_colmap_model_describe_the_same_cameras(motion_scene):
         for image_id, index in zip(point.image_ids, point.point2d_idxs):
             image = images[image_id]
             assert image.point3d_ids[index] == point.id
-            camera_point = qvec_to_rotmat(image.qvec) @ point.xyz + image.tvec
+            camera_point = quaternion_to_rotation_matrix(image.qvec) @ point.xyz + image.tvec
             near, far = bounds[int(image.name[:3])]
             assert near <= camera_point[2] <= far
             projected = np.array([fx, fy]) * camera_point[:2] / camera_point[2] + np.array([cx, cy])

@@ -10,8 +10,9 @@ from gaussian_rasterizer import Camera, rasterize_gaussians
 
 import train
 from scene.cameras import Camera as SceneCamera
-from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat_to_qvec, write_model
+from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, write_model
 from scene.gaussian_model import GaussianParams, rgb_to_sh
+from utils.geometry import rotation_matrix_to_quaternion
 
 WIDTH, HEIGHT = 64, 48
 FOCAL = 60.0
@@ -85,7 +86,7 @@ def make_tiny_scene(folder, view_count=8, gaussian_count=40, seed=0):
         pixels = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         iio.imwrite(os.path.join(folder, "images", name), pixels)
         images[index + 1] = ColmapImage(
-            index + 1, rotmat_to_qvec(world_to_camera[:3, :3]), world_to_camera[:3, 3], 1, name,
+            index + 1, rotation_matrix_to_quaternion(world_to_camera[:3, :3]), world_to_camera[:3, 3], 1, name,
             np.zeros((0, 2)), np.zeros(0, dtype=np.int64),
         )
 

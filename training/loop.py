@@ -31,6 +31,7 @@ from training.density import accumulate_densification_stats, adaptive_density_co
 from training.errors import TrainingError
 from training.options import TrainingOptions
 from utils.atomic_file import atomic_write, remove_stale_temporaries
+from utils.images import background_color
 from utils.checkpoints import (
     capture_rng_states,
     checkpoint_iterations_in,
@@ -157,7 +158,7 @@ def train_gaussians(options: TrainingOptions, timer: NoTimer = NO_TIMER) -> Trai
     blur_model, blur_model_optimizer = create_blur_model(blur_args, device)
     depth_prune_range = None if blur_model is None else blur_args.depth_prune_range
     sampler = CameraSampler(len(scene.train_cameras), run.seed)
-    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+    background = background_color(dataset.white_background, device)
 
     first_iter = 0
     train_seconds = 0.0

@@ -10,6 +10,7 @@ import torch
 
 from utils.atomic_file import atomic_write
 from utils.errors import UserError
+from utils.torch_files import load_torch_file
 
 CHECKPOINT_KEYS = ("iteration", "train_seconds", "gaussians", "sampler", "rng")
 
@@ -38,11 +39,8 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str) -> dict[str, Any]:
     """The checkpoint's tensors stay on the CPU, where RNG states must be; restoring moves the rest."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({error})") from error
-    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+    state = load_torch_file(path, CheckpointError, "cannot read checkpoint")
+    if any(key not in state for key in CHECKPOINT_KEYS):
         raise CheckpointError(f"{path}: not a checkpoint written by train.py")
     return state
 

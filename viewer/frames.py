@@ -3,6 +3,8 @@
 import cv2
 import numpy as np
 
+from utils.images import to_uint8
+
 RENDER_MODES = ("RGB", "Depth", "Alpha")
 
 # Depth is colour-mapped over this percentile range of the covered pixels, so that a few stray far Gaussians do
@@ -10,11 +12,6 @@ RENDER_MODES = ("RGB", "Depth", "Alpha")
 DEPTH_PERCENTILES = (1.0, 99.0)
 # Pixels at least this opaque count as covered when choosing the depth range.
 COVERED_ALPHA = 0.5
-
-
-def to_uint8(image):
-    """(3, H, W) float in [0, 1] to (H, W, 3) uint8."""
-    return (image.clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
 
 
 def gray_to_uint8(values):

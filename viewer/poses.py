@@ -8,7 +8,7 @@ pixels. Our cameras hold the inverse, a world-to-camera matrix, and focal length
 import numpy as np
 
 from scene.cameras import Camera
-from scene.colmap_model import qvec_to_rotmat, rotmat_to_qvec
+from utils.geometry import camera_to_world_matrix, quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 
 
 class ViewerPoseError(ValueError):
@@ -28,7 +28,7 @@ def camera_from_viewer_pose(wxyz, position, vertical_fov, width, height, device,
     if width < 1 or height < 1:
         raise ViewerPoseError(f"browser camera: canvas of {width}x{height} pixels")
     camera_to_world = np.eye(4)
-    camera_to_world[:3, :3] = qvec_to_rotmat(wxyz / norm)
+    camera_to_world[:3, :3] = quaternion_to_rotation_matrix(wxyz / norm)
     camera_to_world[:3, 3] = position
     focal = 0.5 * height / np.tan(0.5 * vertical_fov)
     return Camera(np.linalg.inv(camera_to_world), focal, focal, 0.5 * width, 0.5 * height, width, height, near, far,
@@ -37,9 +37,9 @@ def camera_from_viewer_pose(wxyz, position, vertical_fov, width, height, device,
 
 def viewer_pose_of(camera):
     """(wxyz, position, vertical_fov) that put the browser camera where camera is."""
-    camera_to_world = np.linalg.inv(camera.world_to_camera.double().cpu().numpy())
+    camera_to_world = camera_to_world_matrix(camera.world_to_camera)
     vertical_fov = 2.0 * np.arctan(0.5 * camera.height / camera.fy)
-    return rotmat_to_qvec(camera_to_world[:3, :3]), camera_to_world[:3, 3], float(vertical_fov)
+    return rotation_matrix_to_quaternion(camera_to_world[:3, :3]), camera_to_world[:3, 3], float(vertical_fov)
 
 
 def scaled_size(width, height, scale):
@@ -49,7 +49,7 @@ def scaled_size(width, height, scale):
 
 def mean_up_direction(cameras):
     """World direction of the cameras' average image up (-y), the natural up axis for orbiting the scene."""
-    ups = [-np.linalg.inv(camera.world_to_camera.double().cpu().numpy())[:3, 1] for camera in cameras]
+    ups = [-camera_to_world_matrix(camera.world_to_camera)[:3, 1] for camera in cameras]
     up = np.mean(ups, axis=0)
     norm = np.linalg.norm(up)
     return up / norm if norm > 1e-6 else np.array([0.0, 0.0, 1.0])

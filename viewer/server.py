@@ -17,9 +17,10 @@ import viser
 
 from blur import BlurModelError
 from gaussian_renderer import render
-from scene.colmap_model import qvec_to_rotmat
 from scene.gaussian_model import PlyFormatError
-from viewer.frames import RENDER_MODES, frame_pixels, moving_scale, pad_to_aspect, to_uint8
+from utils.geometry import quaternion_to_rotation_matrix
+from utils.images import to_uint8
+from viewer.frames import RENDER_MODES, frame_pixels, moving_scale, pad_to_aspect
 from viewer.poses import ViewerPoseError, camera_from_viewer_pose, mean_up_direction, scaled_size, viewer_pose_of
 from viewer.snapshots import ViewerError, find_snapshot, load_model
 
@@ -94,7 +95,7 @@ class Viewer:
         look-at point is in front of the camera level with the scene's centre, so that orbiting turns around
         the scene rather than around the camera."""
         wxyz, position, fov = viewer_pose_of(camera)
-        rotation = qvec_to_rotmat(wxyz)
+        rotation = quaternion_to_rotation_matrix(wxyz)
         forward, up = rotation[:, 2], -rotation[:, 1]
         distance = float(np.dot(self.model.center - position, forward))
         return position, position + max(distance, 1e-3) * forward, up, fov

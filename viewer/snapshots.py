@@ -19,6 +19,7 @@ from scene.dataset_readers import load_scene_info
 from scene.gaussian_model import GaussianModel, GaussianParams
 from scene.scene import point_cloud_path, saved_iterations
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
+from utils.images import background_color
 
 
 class ViewerError(ValueError):
@@ -132,7 +133,7 @@ def load_viewer_scene(dataset, backend, iteration=-1):
                            white_background=dataset.white_background)
     if not info.train_cameras:
         raise ViewerError(f"{dataset.source_path}: the scene has no training views")
-    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+    background = background_color(dataset.white_background, device)
     return ViewerScene(
         model_path=os.path.abspath(dataset.model_path),
         train_cameras=[Camera.from_info(camera, device) for camera in info.train_cameras],

@@ -4,6 +4,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.geometry import camera_to_world_matrices, mean_camera_rotation
+
 # NeRF puts the NDC near plane at 3/4 of the closest near bound, so that no visible surface lies in front of it.
 NDC_NEAR_FRACTION = 0.75
 # Rays closer than this to parallel with the NDC near plane (cosine with the mean view direction) would map to
@@ -15,16 +17,12 @@ class RaySpaceError(ValueError):
     """The cameras do not suit the requested ray parametrisation."""
 
 
-def camera_to_world_matrices(cameras):
-    """(V, 3, 4) float64 camera-to-world matrices (OpenCV axes: x right, y down, z forward) of CameraInfo views."""
-    return np.stack([np.linalg.inv(np.asarray(camera.world_to_camera, np.float64))[:3] for camera in cameras])
-
-
 class ViewCameras:
     """The pinhole cameras of a list of views as tensors, to cast rays through any sub-pixel position."""
 
     def __init__(self, cameras, device):
-        self.camera_to_world = torch.tensor(camera_to_world_matrices(cameras), dtype=torch.float32, device=device)
+        self.camera_to_world = torch.tensor(camera_to_world_matrices(cameras)[:, :3], dtype=torch.float32,
+                                            device=device)
         self.intrinsics = torch.tensor(
             [[camera.fx, camera.fy, camera.cx, camera.cy] for camera in cameras], dtype=torch.float32, device=device
         )
@@ -57,16 +55,6 @@ class ViewCameras:
         return torch.stack([x, y], dim=-1).reshape(-1, 2)
 
 
-def mean_camera_rotation(camera_to_world):
-    """Rotation (columns right, down, forward) of the average viewing direction, with the average down axis
-    made orthogonal to it."""
-    forward = camera_to_world[:, :, 2].mean(axis=0)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(camera_to_world[:, :, 1].mean(axis=0), forward)
-    right /= np.linalg.norm(right)
-    return np.stack([right, np.cross(forward, right), forward], axis=1)
-
-
 class RaySpace:
     """Where the radiance field is sampled, and the range [near, far] of the ray parameter t.
 
@@ -78,7 +66,7 @@ class RaySpace:
     """
 
     def __init__(self, cameras, ndc, device):
-        camera_to_world = camera_to_world_matrices(cameras)
+        camera_to_world = camera_to_world_matrices(cameras)[:, :3]
         self.ndc = ndc
         # The length unit of the blur kernels' camera translations.
         self.scene_scale = float(min(camera.near for camera in cameras))

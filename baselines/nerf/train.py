@@ -29,6 +29,9 @@ from baselines.nerf.rays import RaySpace, ViewCameras
 from scene.dataset_readers import load_scene_info
 from utils.atomic_file import atomic_write
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
+from utils.devices import synchronize
+from utils.images import background_color, to_uint8
+from utils.torch_files import load_torch_file
 
 
 class TrainingError(RuntimeError):
@@ -139,12 +142,9 @@ def load_checkpoint(model_path, method, settings):
     if not saved:
         raise TrainingError(f"--resume: no chkpnt<N>.pth checkpoint in {model_path}")
     path = checkpoint_path(model_path, saved[-1])
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise TrainingError(f"{path}: cannot read checkpoint ({error})") from None
+    state = load_torch_file(path, TrainingError, "cannot read checkpoint")
     keys = ("iteration", "train_seconds", "method", "architecture", "model", "optimizer", "generator")
-    if not isinstance(state, dict) or any(key not in state for key in keys):
+    if any(key not in state for key in keys):
         raise TrainingError(f"{path}: not a checkpoint written by baselines.nerf.train")
     if state["method"] != method:
         raise TrainingError(f"{path}: the checkpoint is of method {state['method']!r}, not {method!r}")
@@ -157,15 +157,6 @@ def load_checkpoint(model_path, method, settings):
 
 # ---- training and evaluation ----
 
-def synchronise(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def to_uint8(image):
-    return (image.permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
-
-
 def evaluate(model, test_infos, model_path, iteration, train_seconds, chunk, lpips_weights):
     """Render the test views (timed: one warm-up render, then each view; the speed is the median), save them as
     PNG with their ground truth, and write results.json and fps.json. Returns the fps.json contents."""
@@ -175,12 +166,12 @@ def evaluate(model, test_infos, model_path, iteration, train_seconds, chunk, lpi
     for kind in ("renders", "gt"):
         os.makedirs(os.path.join(base, kind), exist_ok=True)
     model.render_view(cameras, 0, chunk)
-    synchronise(device)
+    synchronize(device)
     seconds, pairs = [], {}
     for view, info in enumerate(tqdm(test_infos, desc="Rendering test views", leave=False)):
         started = time.perf_counter()
         image = model.render_view(cameras, view, chunk)
-        synchronise(device)
+        synchronize(device)
         seconds.append(time.perf_counter() - started)
         ground_truth = torch.from_numpy(info.image).permute(2, 0, 1)
         iio.imwrite(os.path.join(base, "renders", f"{view:05d}.png"), to_uint8(image))
@@ -208,7 +199,7 @@ def build_model(scene_info, method, settings, device, ndc, white_background, see
     pixels = TrainingPixels(scene_info.train_cameras, device)
     train_cameras = ViewCameras(scene_info.train_cameras, device)
     space = RaySpace(scene_info.train_cameras, ndc, device)
-    background = torch.tensor([1.0, 1.0, 1.0] if white_background else [0.0, 0.0, 0.0], device=device)
+    background = background_color(white_background, device)
     model = NeRFMethod(
         method, train_cameras, space, pixels.images, settings.net_depth, settings.net_width, settings.coarse_samples,
         settings.fine_samples, settings.kernel_points, settings.density_noise if ndc else 0.0, background,
@@ -272,7 +263,7 @@ def train_baseline(source_path, model_path, method, device=None, resolution=1, s
                total=settings.iterations, desc=f"Training {method}", disable=not progress)
     ema_loss = ema_psnr = None
     for iteration in bar:
-        synchronise(device)
+        synchronize(device)
         started = time.perf_counter()
         learning_rate = settings.learning_rate * 0.1 ** (iteration / (DECAY_SPAN * settings.iterations))
         for group in optimizer.param_groups:
@@ -289,7 +280,7 @@ def train_baseline(source_path, model_path, method, device=None, resolution=1, s
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        synchronise(device)
+        synchronize(device)
         train_seconds += time.perf_counter() - started
 
         psnr = -10.0 * np.log10(max(fine_error.item(), 1e-10))
@@ -343,16 +334,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.lpips_weights is not None and len(args.lpips_weights) > 2:
-        sys.exit("baselines.nerf.train: error: --lpips_weights takes one combined file or two files")
-    lpips_weights = args.lpips_weights
-    if lpips_weights is not None:
-        lpips_weights = lpips_weights[0] if len(lpips_weights) == 1 else tuple(lpips_weights)
     model_path = args.model_path or os.path.join(
         "output", f"{os.path.basename(os.path.normpath(args.source_path))}-{args.method}"
     )
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(Settings)}
     try:
+        lpips_weights = metrics.lpips_weights_argument(args.lpips_weights)
         summary = train_baseline(
             args.source_path, model_path, args.method, device=args.device, resolution=args.resolution,
             seed=args.seed, resume=args.resume, checkpoint_interval=args.checkpoint_interval,

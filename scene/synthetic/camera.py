@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utils.geometry import look_at
+
 
 @dataclass(frozen=True)
 class PinholeIntrinsics:
@@ -25,24 +27,6 @@ class PinholeIntrinsics:
         return cls(float(focal), float(focal), width / 2.0, height / 2.0, int(width), int(height))
 
 
-def look_at(centre, target):
-    """Camera-to-world rotation of a camera at centre looking at target, with no roll."""
-    forward = np.asarray(target, np.float64) - np.asarray(centre, np.float64)
-    forward /= np.linalg.norm(forward)
-    world_down = np.array([0.0, 1.0, 0.0])
-    right = np.cross(world_down, forward)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    return np.stack([right, down, forward], axis=1)
-
-
-def world_to_camera_matrix(rotation, centre):
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation.T
-    matrix[:3, 3] = -rotation.T @ centre
-    return matrix
-
-
 def forward_facing_arc(num_views, rng, radius=6.0, tilt=0.25, arc_degrees=16.0, vertical_sway=0.1, jitter=0.02):
     """Views on a horizontal arc around a point `radius` ahead of and `tilt` below the middle camera, left to
     right in capture order, swaying slightly up and down (as a hand-held capture does, and so that the
@@ -55,7 +39,7 @@ def forward_facing_arc(num_views, rng, radius=6.0, tilt=0.25, arc_degrees=16.0, 
                         radius * (1.0 - np.cos(angles))], axis=1)
     centres += rng.normal(0.0, jitter, size=centres.shape)
     targets = pivot + rng.normal(0.0, jitter * 5.0, size=centres.shape)
-    rotations = np.stack([look_at(centre, target) for centre, target in zip(centres, targets)])
+    rotations = np.stack([look_at(centre, target)[:3, :3] for centre, target in zip(centres, targets)])
     return rotations, centres
 
 

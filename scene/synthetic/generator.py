@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat_to_qvec, write_model
+from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, write_model
 from scene.llff import save_poses_bounds
+from utils.geometry import rotation_matrix_to_quaternion, world_to_camera_from_centre
 
-from .camera import PinholeIntrinsics, apply_shake, forward_facing_arc, shake_trajectory, world_to_camera_matrix
+from .camera import PinholeIntrinsics, apply_shake, forward_facing_arc, shake_trajectory
 from .config import (LENS_BLUR_TYPES, OUT_OF_FAMILY_SCENES, SHAKING_BLUR_TYPES, SUITE_BLUR_TYPES, SyntheticSceneError,
                      preset_config)
 from .imaging import linear_to_srgb8, mean_gradient_magnitude, write_png
@@ -135,9 +136,9 @@ def _colmap_model(intrinsics, rotations, centres, points):
     for index, (rotation, centre) in enumerate(zip(rotations, centres)):
         here = np.nonzero(points.observation_view == index)[0]
         point2d_index[here] = np.arange(here.size)
-        world_to_camera = world_to_camera_matrix(rotation, centre)
-        images[index + 1] = ColmapImage(index + 1, rotmat_to_qvec(world_to_camera[:3, :3]), world_to_camera[:3, 3],
-                                        1, view_name(index), points.observation_xy[here],
+        world_to_camera = world_to_camera_from_centre(rotation, centre)
+        images[index + 1] = ColmapImage(index + 1, rotation_matrix_to_quaternion(world_to_camera[:3, :3]),
+                                        world_to_camera[:3, 3], 1, view_name(index), points.observation_xy[here],
                                         points.observation_point[here] + 1)
     track_starts = np.searchsorted(points.observation_point, np.arange(len(points.xyz) + 1))
     points3d = {}
@@ -179,8 +180,8 @@ def _render_views(config, scene, intrinsics, rotations, centres, log):
         name = view_name(index)
         sharp = linear_to_srgb8(render(scene, intrinsics, Exposure.pinhole(rotations[index], centres[index]),
                                        config.samples_per_pixel, [config.seed, SAMPLING_STREAM, index]))
-        view_record = {"name": name, "world_to_camera": json_numbers(world_to_camera_matrix(rotations[index],
-                                                                                         centres[index]), 8)}
+        view_record = {"name": name, "world_to_camera": json_numbers(world_to_camera_from_centre(rotations[index],
+                                                                                              centres[index]), 8)}
         if index % config.hold == 0:
             images.append(sharp)
             view_records.append(dict(view_record, split="test"))

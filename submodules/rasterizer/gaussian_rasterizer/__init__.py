@@ -3,10 +3,13 @@
     from gaussian_rasterizer import Camera, rasterize_gaussians
     out = rasterize_gaussians(means, scales, rotations, opacities, camera, sh_coeffs=sh, sh_degree=3)
     out.image  # (3, H, W)
+
+project_gaussians gives the screen-space means and covariances the rasterizer draws, differentiable in PyTorch.
 """
 from .camera import Camera
 from .checks import DeferredFiniteCheck
+from .projection import ProjectedGaussians, project_gaussians
 from .rasterize import RasterOutput, TilePairOverflowError, available_backends, rasterize_gaussians
 
-__all__ = ["Camera", "DeferredFiniteCheck", "RasterOutput", "TilePairOverflowError", "available_backends",
-           "rasterize_gaussians"]
+__all__ = ["Camera", "DeferredFiniteCheck", "ProjectedGaussians", "RasterOutput", "TilePairOverflowError",
+           "available_backends", "project_gaussians", "rasterize_gaussians"]

@@ -5,11 +5,14 @@ the oracle the tests compare them against. It follows the same rules exactly:
 tile-based culling (a Gaussian only reaches the 16x16 tiles of the box where
 its alpha can reach 1/255, within its 3-sigma radius), front-to-back order by
 depth (ties by index), alpha capped at 0.99, samples under 1/255 skipped, and
-a pixel stops before its transmittance would fall under 1e-4.
+a pixel stops before its transmittance would fall under 1e-4. Its first step,
+the projection, is public in projection.py.
 """
 import math
 
 import torch
+
+from .projection import normalize, project_gaussians
 
 TILE_SIZE = 16
 MAX_ALPHA = 0.99
@@ -17,8 +20,6 @@ MIN_ALPHA = 1.0 / 255.0
 # Widens the ellipse where a Gaussian can reach MIN_ALPHA, clear of rounding.
 VISIBLE_POWER_MARGIN = 1e-3
 MIN_TRANSMITTANCE = 1e-4
-LOW_PASS_DILATION = 0.3
-FRUSTUM_MARGIN = 0.3
 MAX_SCREEN_RADIUS = 2.0**30
 
 SH_C0 = 0.28209479177387814
@@ -26,25 +27,6 @@ SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
-
-
-def quaternion_to_matrix(q):
-    """(N, 4) quaternions (w, x, y, z), not renormalised -> (N, 3, 3)."""
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(-1, 3, 3)
-
-
-def normalize(vectors, fallback):
-    """(N, D) rows scaled to unit length, as the backends do: a row whose squared norm is 0 (or underflows to 0)
-    becomes `fallback` (D,), and passes no gradient."""
-    squared_norm = (vectors * vectors).sum(dim=-1, keepdim=True)
-    nonzero = squared_norm > 0
-    norm = torch.sqrt(torch.where(nonzero, squared_norm, torch.ones_like(squared_norm)))
-    return torch.where(nonzero, vectors / norm, fallback)
 
 
 def sh_basis(degree, d):
@@ -71,36 +53,6 @@ def sh_to_color(degree, sh_coeffs, means, camera_centre):
     n = (degree + 1) ** 2
     rgb = (sh_basis(degree, dirs)[:, :, None] * sh_coeffs[:, :n]).sum(1) + 0.5
     return rgb.clamp_min(0.0)
-
-
-def project(means, scales, rotations, camera, normalize_rotations):
-    """EWA projection. Returns camera-space means, 2D means, dilated 2D covariances."""
-    view = camera.world_to_camera
-    R, t = view[:3, :3], view[:3, 3]
-    mean_cam = means @ R.T + t
-    if normalize_rotations:
-        # A quaternion of norm 0 stays 0: its matrix is the identity.
-        rotations = normalize(rotations, torch.zeros_like(rotations[0]))
-    M = quaternion_to_matrix(rotations) * scales[:, None, :]
-    cov_world = M @ M.transpose(1, 2)
-    cov_cam = R @ cov_world @ R.T
-
-    x, y, z = mean_cam.unbind(-1)
-    in_depth_range = (z > camera.near) & (z < camera.far)
-    # Culled Gaussians still go through the arithmetic; a harmless depth keeps
-    # their NaNs out of the gradients.
-    z = torch.where(in_depth_range, z, torch.ones_like(z))
-    fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
-    margin_x = FRUSTUM_MARGIN * 0.5 * camera.width / fx
-    margin_y = FRUSTUM_MARGIN * 0.5 * camera.height / fy
-    u = (x / z).clamp(-(cx / fx + margin_x), (camera.width - cx) / fx + margin_x)
-    v = (y / z).clamp(-(cy / fy + margin_y), (camera.height - cy) / fy + margin_y)
-    zero = torch.zeros_like(z)
-    J = torch.stack([fx / z, zero, -fx * u / z, zero, fy / z, -fy * v / z], dim=-1).reshape(-1, 2, 3)
-    cov2d = J @ cov_cam @ J.transpose(1, 2)
-    cov2d = cov2d + LOW_PASS_DILATION * torch.eye(2, dtype=means.dtype, device=means.device)
-    means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)
-    return mean_cam, means2d, cov2d, in_depth_range
 
 
 def tile_extents(conics, opacities, radii):
@@ -155,7 +107,8 @@ def rasterize_reference(means, scales, rotations, opacities, camera, sh_coeffs=N
     radii (N,), means2d (N, 2)).
     """
     W, H = camera.width, camera.height
-    mean_cam, means2d, cov2d, in_depth_range = project(means, scales, rotations, camera, normalize_rotations)
+    mean_cam, means2d, cov2d, in_depth_range = project_gaussians(means, scales, rotations, camera,
+                                                                 normalize_rotations)
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
     det = a * c - b * b
     invertible = det > 0

@@ -1,0 +1,14 @@
+"""Images as the renderer makes them ((3, H, W) float tensors in [0, 1]) and as files hold them (8 bits)."""
+
+import numpy as np
+import torch
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] to (H, W, 3) uint8; values outside [0, 1] are clamped, not wrapped."""
+    return (image.clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+
+
+def background_color(white_background: bool, device: torch.device | str) -> torch.Tensor:
+    """The (3,) RGB colour behind the Gaussians: white, or black."""
+    return torch.tensor([1.0, 1.0, 1.0] if white_background else [0.0, 0.0, 0.0], device=device)
