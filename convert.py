@@ -17,7 +17,7 @@ from argparse import ArgumentParser
 
 import cv2
 
-from scene.dataset_readers import IMAGE_EXTENSIONS
+from scene.readers.views import IMAGE_EXTENSIONS
 
 # Fewer registered photos than this fraction (or than 3) is a failed reconstruction, not a usable one.
 MIN_REGISTERED_FRACTION = 0.5
