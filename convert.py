@@ -18,6 +18,7 @@ from argparse import ArgumentParser
 import cv2
 
 from scene.readers.views import IMAGE_EXTENSIONS
+from utils.errors import UserError, report_user_errors
 
 # Fewer registered photos than this fraction (or than 3) is a failed reconstruction, not a usable one.
 MIN_REGISTERED_FRACTION = 0.5
@@ -25,7 +26,7 @@ MIN_REGISTERED_IMAGES = 3
 RESIZE_FACTORS = (2, 4, 8)
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """Structure from motion could not produce a usable model; the message says what to try."""
 
 
@@ -173,11 +174,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads == 0 or args.threads < -1:
         parser.error(f"--threads must be -1 (every core) or positive, got {args.threads}")
-    try:
+    with report_user_errors("convert.py"):
         convert(args.source_path, standard=args.standard, resize=args.resize, threads=args.threads)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     return 0
 
 

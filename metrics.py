@@ -25,6 +25,7 @@ from torch.autograd.function import once_differentiable
 from skimage.metrics import structural_similarity
 
 from utils.atomic_file import atomic_write
+from utils.errors import UserError, report_user_errors
 
 PROTOCOLS = {
     "3dgs": "PSNR over all pixels and channels; SSIM with an 11x11 Gaussian window (sigma 1.5); "
@@ -35,7 +36,7 @@ PROTOCOLS = {
 NO_LPIPS_WEIGHTS = "no AlexNet LPIPS weights given (pass a local weights file, e.g. --lpips_weights)"
 
 
-class MetricsError(ValueError):
+class MetricsError(UserError, ValueError):
     """Images or files that cannot be scored; the message names them."""
 
 
@@ -416,22 +417,19 @@ def main(argv=None):
     lpips_weights = args.lpips_weights
     if lpips_weights is not None and len(lpips_weights) == 1:
         lpips_weights = lpips_weights[0]
-    try:
-        for model_path in args.model_paths:
+    for model_path in args.model_paths:
+        with report_user_errors("metrics.py"):
             path = evaluate_model(model_path, args.iteration, lpips_weights)
-            with open(path) as file:
-                mean = json.load(file)["mean"]
-            print(f"{model_path}:")
-            for protocol in PROTOCOLS:
-                scores = ", ".join(f"{metric.upper()} {'n/a' if value is None else f'{value:.4f}'}"
-                                   for metric, value in mean[protocol].items())
-                print(f"  [{protocol}] {scores}")
-            if "lpips_unavailable" in mean:
-                print(f"  LPIPS unavailable: {mean['lpips_unavailable']}")
-            print(f"  written to {path}")
-    except MetricsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        with open(path) as file:
+            mean = json.load(file)["mean"]
+        print(f"{model_path}:")
+        for protocol in PROTOCOLS:
+            scores = ", ".join(f"{metric.upper()} {'n/a' if value is None else f'{value:.4f}'}"
+                               for metric, value in mean[protocol].items())
+            print(f"  [{protocol}] {scores}")
+        if "lpips_unavailable" in mean:
+            print(f"  LPIPS unavailable: {mean['lpips_unavailable']}")
+        print(f"  written to {path}")
     return 0
 
 

@@ -7,7 +7,6 @@ interactively in the browser.
 
 import json
 import os
-import sys
 import time
 from argparse import ArgumentParser, Namespace
 
@@ -17,20 +16,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from arguments import ConfigFileError, ModelParams, PipelineParams, default_device, read_cfg_args
-from blur import BlurModelError
+from arguments import ModelParams, PipelineParams, default_device, read_cfg_args
 from gaussian_renderer import render
 from scene.cameras import Camera
 from scene.colmap_model import qvec_to_rotmat, rotmat_to_qvec
-from scene.dataset_readers import DatasetError
-from scene.gaussian_model import GaussianModel, PlyFormatError
-from scene.scene import ModelFolderError, Scene
+from scene.gaussian_model import GaussianModel
+from scene.scene import Scene
 from utils.atomic_file import atomic_write
-from viewer import Viewer, ViewerError, load_viewer_scene
+from utils.errors import UserError, report_user_errors
+from viewer import Viewer, load_viewer_scene
 from viewer.frames import to_uint8
 
 
-class CameraPathError(ValueError):
+class CameraPathError(UserError, ValueError):
     """The views do not allow a camera path to be built."""
 
 
@@ -337,14 +335,11 @@ def rendering(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with report_user_errors("render.py"):
         if args.view:
             viewing(args)
         else:
             rendering(args)
-    except (ConfigFileError, ModelFolderError, DatasetError, PlyFormatError, CameraPathError, ViewerError,
-            BlurModelError) as error:
-        sys.exit(f"render.py: error: {error}")
 
 
 if __name__ == "__main__":

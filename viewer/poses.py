@@ -9,9 +9,10 @@ import numpy as np
 
 from scene.cameras import Camera
 from scene.colmap_model import qvec_to_rotmat, rotmat_to_qvec
+from utils.errors import UserError
 
 
-class ViewerPoseError(ValueError):
+class ViewerPoseError(UserError, ValueError):
     """A browser camera that does not describe a view."""
 
 

@@ -4,6 +4,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.errors import UserError
+
 # NeRF puts the NDC near plane at 3/4 of the closest near bound, so that no visible surface lies in front of it.
 NDC_NEAR_FRACTION = 0.75
 # Rays closer than this to parallel with the NDC near plane (cosine with the mean view direction) would map to
@@ -11,7 +13,7 @@ NDC_NEAR_FRACTION = 0.75
 MIN_FORWARD_COSINE = 0.05
 
 
-class RaySpaceError(ValueError):
+class RaySpaceError(UserError, ValueError):
     """The cameras do not suit the requested ray parametrisation."""
 
 
