@@ -19,6 +19,7 @@ import cv2
 
 from scene.readers.views import IMAGE_EXTENSIONS
 from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
 
 # Fewer registered photos than this fraction (or than 3) is a failed reconstruction, not a usable one.
 MIN_REGISTERED_FRACTION = 0.5
@@ -163,6 +164,7 @@ def convert(source_path, standard=False, resize=False, log=print, threads=-1):
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = ArgumentParser(description="Structure from motion on <source>/input with pycolmap (CPU)")
     parser.add_argument("--source_path", "-s", required=True, help="scene folder whose input/ holds the photos")
     parser.add_argument("--standard", action="store_true",

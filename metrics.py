@@ -26,6 +26,7 @@ from skimage.metrics import structural_similarity
 
 from utils.atomic_file import atomic_write
 from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
 
 PROTOCOLS = {
     "3dgs": "PSNR over all pixels and channels; SSIM with an 11x11 Gaussian window (sigma 1.5); "
@@ -404,6 +405,7 @@ def evaluate_model(model_path, iteration=None, lpips_weights=None):
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = ArgumentParser(description="Score rendered test views under the 3DGS and Deblur-NeRF protocols")
     parser.add_argument("--model_paths", "-m", nargs="+", action="extend", required=True,
                         help="model folders holding test/ours_<iteration>/{renders,gt}")

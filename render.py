@@ -24,6 +24,7 @@ from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from utils.atomic_file import atomic_write
 from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
 from viewer import Viewer, load_viewer_scene
 from viewer.frames import to_uint8
 
@@ -334,6 +335,7 @@ def rendering(args):
 
 
 def main(argv=None):
+    configure_cli_logging()
     args = parse_args(argv)
     with report_user_errors("render.py"):
         if args.view:

@@ -385,7 +385,7 @@ def test_a_checkpoint_mid_training_is_viewable(trained_run, tmp_path):
     assert open_scene(trained_run, iteration=40).model.snapshot.is_checkpoint
 
 
-def test_watch_reloads_each_newer_snapshot(trained_run, tmp_path, capsys):
+def test_watch_reloads_each_newer_snapshot(trained_run, tmp_path, caplog):
     model_path = copy_run(trained_run, tmp_path / "training", point_cloud_iterations=[30])
     viewer = Viewer(open_scene(model_path), port=0, watch=True, watch_interval=0.1)
     browser = BrowserStandIn(viewer.port)
@@ -403,7 +403,7 @@ def test_watch_reloads_each_newer_snapshot(trained_run, tmp_path, capsys):
         os.makedirs(os.path.dirname(broken))
         with open(broken, "wb") as file:
             file.write(b"ply\nformat binary_little_endian 1.0\nelement vertex 1000\n")
-        wait_until(lambda: "iteration 50" in capsys.readouterr().err, 20, "the unreadable point cloud to be reported")
+        wait_until(lambda: "iteration 50" in caplog.text, 20, "the unreadable point cloud to be reported")
         assert viewer.model.snapshot.iteration == 40
 
         add_point_cloud(trained_run, model_path, 60)

@@ -15,6 +15,7 @@ from arguments import default_device
 from baselines.nerf.method import METHODS, BaselineInputError, check_method
 from baselines.nerf.train import train_baseline, write_json
 from utils.errors import report_user_errors
+from utils.logs import configure_cli_logging
 
 # Deblur-NeRF's scene folders are named after their blur: defocus<name> and blur<name> (camera motion).
 FOLDER_PREFIXES = (("defocus", "defocus"), ("blur", "motion"))
@@ -94,6 +95,7 @@ def markdown_table(rows):
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = ArgumentParser(prog="python -m baselines.nerf.benchmark",
                             description="Train and score the NeRF baselines on one or more scenes")
     parser.add_argument("scenes", nargs="+", help="scene folders")

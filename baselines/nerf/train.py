@@ -10,6 +10,7 @@ chkpnt<iteration>.pth every --checkpoint_interval iterations and at the end (onl
 
 import dataclasses
 import json
+import logging
 import os
 import statistics
 import sys
@@ -30,6 +31,9 @@ from scene.dataset_readers import load_scene_info
 from utils.atomic_file import atomic_write
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
 from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingError(UserError, RuntimeError):
@@ -260,7 +264,7 @@ def train_baseline(source_path, model_path, method, device=None, resolution=1, s
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         first_iteration, train_seconds = state["iteration"], state["train_seconds"]
-        print(f"Resuming from {path} (iteration {first_iteration})")
+        logger.info(f"Resuming from {path} (iteration {first_iteration})")
     os.makedirs(model_path, exist_ok=True)
 
     def checkpoint(iteration):
@@ -349,6 +353,7 @@ def build_parser():
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.lpips_weights is not None and len(args.lpips_weights) > 2:

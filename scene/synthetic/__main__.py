@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from utils.errors import report_user_errors
+from utils.logs import configure_cli_logging
 
 from .camera import RECORDED_POSES, SHAKE_PATHS
 from .config import BLUR_TYPES, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, preset_config
@@ -93,6 +94,7 @@ OVERRIDES = ("num_views", "width", "height", "hold", "horizontal_fov_degrees", "
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
