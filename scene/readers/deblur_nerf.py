@@ -1,6 +1,7 @@
 """The Deblur-NeRF (LLFF) layout: images/ matched in name order with the rows of poses_bounds.npy."""
 
 import os
+from collections.abc import Collection
 
 import numpy as np
 
@@ -9,7 +10,9 @@ from scene.llff import load_poses_bounds
 from scene.readers.views import CameraInfo, downscaled_copy, list_images, load_view_image
 
 
-def check_image_count(poses_path, pose_count, source_path, names, registered_names=()):
+def check_image_count(
+    poses_path: str, pose_count: int, source_path: str, names: list[str], registered_names: Collection[str] = (),
+) -> None:
     """poses_bounds.npy pairs its rows with the images in name order, and the split counts along that order: an
     image more or less would move sharp test views into training. registered_names: the images of a COLMAP model
     beside it, which tell which images are the odd ones out."""
