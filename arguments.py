@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
+from utils.errors import UserError
 
-class ConfigFileError(ValueError):
+
+class ConfigFileError(UserError, ValueError):
     """A cfg_args file that cannot be read back."""
 
 

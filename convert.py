@@ -17,7 +17,9 @@ from argparse import ArgumentParser
 
 import cv2
 
-from scene.dataset_readers import IMAGE_EXTENSIONS
+from scene.readers.views import IMAGE_EXTENSIONS
+from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
 
 # Fewer registered photos than this fraction (or than 3) is a failed reconstruction, not a usable one.
 MIN_REGISTERED_FRACTION = 0.5
@@ -25,7 +27,7 @@ MIN_REGISTERED_IMAGES = 3
 RESIZE_FACTORS = (2, 4, 8)
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """Structure from motion could not produce a usable model; the message says what to try."""
 
 
@@ -162,6 +164,7 @@ def convert(source_path, standard=False, resize=False, log=print, threads=-1):
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = ArgumentParser(description="Structure from motion on <source>/input with pycolmap (CPU)")
     parser.add_argument("--source_path", "-s", required=True, help="scene folder whose input/ holds the photos")
     parser.add_argument("--standard", action="store_true",
@@ -173,11 +176,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads == 0 or args.threads < -1:
         parser.error(f"--threads must be -1 (every core) or positive, got {args.threads}")
-    try:
+    with report_user_errors("convert.py"):
         convert(args.source_path, standard=args.standard, resize=args.resize, threads=args.threads)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     return 0
 
 

@@ -21,7 +21,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
-import logging
 import shutil
 import time
 from argparse import ArgumentParser
@@ -38,6 +37,7 @@ from scene.scene import Scene
 from scene.synthetic import SHARP_IMAGES_FOLDER, generate_scene, preset_config
 from training import TrainingOptions, run_training, training_options, with_cpu_scale
 from utils.errors import report_user_errors
+from utils.logs import configure_cli_logging
 from utils.images import to_uint8
 
 PRESET = "synthetic_defocus"
@@ -139,7 +139,7 @@ def main(argv=None):
     if args.iterations < 1:
         parser.error(f"--iterations must be positive, got {args.iterations}")
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_cli_logging()
     started = time.perf_counter()
     with report_user_errors("demo.py"):
         ensure_scene(args.scene, args.seed)

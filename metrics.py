@@ -25,6 +25,8 @@ from torch.autograd.function import once_differentiable
 from skimage.metrics import structural_similarity
 
 from utils.atomic_file import atomic_write
+from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
 from utils.torch_files import load_torch_file
 
 PROTOCOLS = {
@@ -36,7 +38,7 @@ PROTOCOLS = {
 NO_LPIPS_WEIGHTS = "no AlexNet LPIPS weights given (pass a local weights file, e.g. --lpips_weights)"
 
 
-class MetricsError(ValueError):
+class MetricsError(UserError, ValueError):
     """Images or files that cannot be scored; the message names them."""
 
 
@@ -412,6 +414,7 @@ def lpips_weights_argument(paths: list[str] | None) -> str | tuple[str, str] | N
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = ArgumentParser(description="Score rendered test views under the 3DGS and Deblur-NeRF protocols")
     parser.add_argument("--model_paths", "-m", nargs="+", action="extend", required=True,
                         help="model folders holding test/ours_<iteration>/{renders,gt}")
@@ -424,22 +427,19 @@ def main(argv=None):
         lpips_weights = lpips_weights_argument(args.lpips_weights)
     except MetricsError as error:
         parser.error(str(error))
-    try:
-        for model_path in args.model_paths:
+    for model_path in args.model_paths:
+        with report_user_errors("metrics.py"):
             path = evaluate_model(model_path, args.iteration, lpips_weights)
-            with open(path) as file:
-                mean = json.load(file)["mean"]
-            print(f"{model_path}:")
-            for protocol in PROTOCOLS:
-                scores = ", ".join(f"{metric.upper()} {'n/a' if value is None else f'{value:.4f}'}"
-                                   for metric, value in mean[protocol].items())
-                print(f"  [{protocol}] {scores}")
-            if "lpips_unavailable" in mean:
-                print(f"  LPIPS unavailable: {mean['lpips_unavailable']}")
-            print(f"  written to {path}")
-    except MetricsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        with open(path) as file:
+            mean = json.load(file)["mean"]
+        print(f"{model_path}:")
+        for protocol in PROTOCOLS:
+            scores = ", ".join(f"{metric.upper()} {'n/a' if value is None else f'{value:.4f}'}"
+                               for metric, value in mean[protocol].items())
+            print(f"  [{protocol}] {scores}")
+        if "lpips_unavailable" in mean:
+            print(f"  LPIPS unavailable: {mean['lpips_unavailable']}")
+        print(f"  written to {path}")
     return 0
 
 

@@ -7,7 +7,6 @@ interactively in the browser.
 
 import json
 import os
-import sys
 import time
 from argparse import ArgumentParser, Namespace
 
@@ -17,17 +16,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from arguments import ConfigFileError, ModelParams, PipelineParams, default_device, read_cfg_args
-from blur import BlurModelError
+from arguments import ModelParams, PipelineParams, default_device, read_cfg_args
 from gaussian_renderer import render
-from scene.camera_paths import CameraPathError, video_cameras
-from scene.dataset_readers import DatasetError
-from scene.gaussian_model import GaussianModel, PlyFormatError
-from scene.scene import ModelFolderError, Scene
+from scene.camera_paths import video_cameras
+from scene.gaussian_model import GaussianModel
+from scene.scene import Scene
 from utils.atomic_file import atomic_write
 from utils.devices import synchronize
+from utils.errors import report_user_errors
 from utils.images import background_color, to_uint8
-from viewer import Viewer, ViewerError, load_viewer_scene
+from utils.logs import configure_cli_logging
+from viewer import Viewer, load_viewer_scene
 
 
 def render_set(model_path, split, iteration, cameras, gaussians, background, backend):
@@ -199,15 +198,13 @@ def rendering(args):
 
 
 def main(argv=None):
+    configure_cli_logging()
     args = parse_args(argv)
-    try:
+    with report_user_errors("render.py"):
         if args.view:
             viewing(args)
         else:
             rendering(args)
-    except (ConfigFileError, ModelFolderError, DatasetError, PlyFormatError, CameraPathError, ViewerError,
-            BlurModelError) as error:
-        sys.exit(f"render.py: error: {error}")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ The options and the loop live in the training package; this is its command line,
 original 3DGS, and it records the run's options in <model>/cfg_args.
 """
 
-import logging
 import sys
 from collections.abc import Sequence
 
 from training import TrainingOptions, build_parser, explicit_options, run_training, training_options
 from utils.errors import report_user_errors
+from utils.logs import configure_cli_logging
 
 PROGRAM = "train.py"
 
@@ -24,7 +24,7 @@ def options_from_command_line(argv: Sequence[str]) -> TrainingOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_cli_logging()
     with report_user_errors(PROGRAM):
         run_training(options_from_command_line(sys.argv[1:] if argv is None else argv))
 

@@ -39,7 +39,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
-import logging
 import multiprocessing
 import shlex
 import sys
@@ -61,6 +60,7 @@ from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER, SceneConfig
 from training import TrainingOptions, explicit_options, run_training, training_options, with_cpu_scale
 from utils.atomic_file import atomic_write
 from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
 
 VANILLA, DEBLURRING, OFFICIAL, SHARP = "vanilla_3dgs", "deblurring_3dgs", "official_deblurring_3dgs", "sharp_3dgs"
 PSNR_TARGETS = {"defocus": 2.0, "motion": 3.0}
@@ -178,7 +178,7 @@ def train_logged(label, options: TrainingOptions):
         # training at a time.
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_cli_logging()
     try:
         run_training(options)
     except UserError as error:
@@ -258,7 +258,7 @@ def nerf_rows(scene_folder, blur, methods, iterations, device, out_root):
         raise BenchmarkError(f"--with-nerf: the NeRF baselines are unavailable ({error})") from None
     try:
         return benchmark_rows(scene_folder, blur, list(methods), iterations, device, out_root)
-    except ValueError as error:
+    except UserError as error:
         raise BenchmarkError(f"--with-nerf: {error}") from None
 
 
@@ -488,6 +488,7 @@ def main(argv=None):
         parser.error("--iterations, --fps-frames and --jobs must be positive")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
+    configure_cli_logging()
     with report_user_errors("bench/deblur.py"):
         run_benchmark(args, iterations)
 

@@ -157,18 +157,23 @@ def main():
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    backends, workloads = args.backends.split(","), args.workloads.split(",")
+    for option, names, known in (("--backends", backends, BACKEND_WORKLOADS), ("--workloads", workloads, WORKLOADS)):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            parser.error(f"{option}: unknown {', '.join(map(repr, unknown))} (choose from {', '.join(known)})")
 
     if args.worker:
         print(json.dumps(measure(*args.worker)))
         return
 
     results = []
-    for backend in args.backends.split(","):
+    for backend in backends:
         if not available(backend):
             print(f"{backend}: not available here, skipped", file=sys.stderr)
             continue
         for workload in BACKEND_WORKLOADS[backend]:
-            if workload not in args.workloads.split(","):
+            if workload not in workloads:
                 continue
             run = subprocess.run([sys.executable, __file__, "--worker", backend, workload], capture_output=True,
                                  text=True)

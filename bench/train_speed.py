@@ -36,6 +36,7 @@ from training import explicit_options, layered_values, train_gaussians, training
 from training.options import SCHEDULE_OPTIONS
 from utils.atomic_file import atomic_write
 from utils.errors import report_user_errors
+from utils.logs import configure_cli_logging
 from utils.phase_timer import (
     BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, PHASES, RASTERIZER_BACKWARD, RASTERIZER_FORWARD, PhaseTimer,
 )
@@ -138,6 +139,7 @@ def main(argv=None):
     if args.source is not None and not os.path.isdir(args.source):
         parser.error(f"--source: {args.source} is not a folder")
 
+    configure_cli_logging()
     results = []
     with report_user_errors("bench/train_speed.py"):
         for run_name in args.runs:

@@ -7,6 +7,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from scene.gaussian_model import inverse_sigmoid, mean_squared_distance_to_neighbours
+from utils.errors import UserError
 
 COLOR_WEIGHTINGS = ("distance", "inverse_distance")
 # Per axis, the sampling box runs from the 10th smallest to the 10th largest coordinate of the SfM points, so
@@ -17,7 +18,7 @@ INITIAL_OPACITY = 0.1
 MIN_SQUARED_SPACING = 1e-7
 
 
-class AugmentationError(ValueError):
+class AugmentationError(UserError, ValueError):
     """Points that cannot be augmented: too few, or not finite."""
 
 

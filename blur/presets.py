@@ -4,6 +4,8 @@
 import json
 import os
 
+from utils.errors import UserError
+
 PRESET_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 # Where the official deblurring code trains differently from 3DGS's defaults. These apply to every run with a
@@ -49,7 +51,7 @@ OFFICIAL_ITERATIONS = 20_000
 CPU_DENSIFY_GRAD_THRESHOLD = 5e-4
 
 
-class PresetError(ValueError):
+class PresetError(UserError, ValueError):
     """A preset that does not exist or cannot be read; the message names it."""
 
 

@@ -10,12 +10,13 @@ from blur.camera_shake import CameraShake
 from blur.model import BlurModel
 from scene.scene import point_cloud_path, saved_iterations
 from utils.atomic_file import atomic_write
+from utils.errors import UserError
 from utils.torch_files import load_torch_file
 
 BLUR_MODEL_FILE = "blur_model.pth"
 
 
-class BlurModelError(ValueError):
+class BlurModelError(UserError, ValueError):
     """A blur model that cannot be found or read; the message names the file."""
 
 

@@ -4,11 +4,12 @@ tour through the views otherwise."""
 import numpy as np
 
 from scene.cameras import Camera
+from utils.errors import UserError
 from utils.geometry import (camera_to_world_matrices, look_at, mean_camera_rotation, quaternion_to_rotation_matrix,
                             rotation_matrix_to_quaternion)
 
 
-class CameraPathError(ValueError):
+class CameraPathError(UserError, ValueError):
     """The views do not allow a camera path to be built."""
 
 

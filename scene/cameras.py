@@ -37,7 +37,7 @@ class Camera:
 
     @classmethod
     def from_info(cls, info, device):
-        """Build from a dataset_readers.CameraInfo."""
+        """Build from a scene.readers.views.CameraInfo."""
         return cls(
             info.world_to_camera, info.fx, info.fy, info.cx, info.cy, info.width, info.height, info.near, info.far,
             device, image=info.image, image_name=info.name, uid=info.uid,

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class DatasetError(ValueError):
-    """A dataset file that is missing or malformed; the message names the file and what is wrong."""
+from scene.errors import DatasetError
 
 
 @dataclass

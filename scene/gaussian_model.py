@@ -11,12 +11,13 @@ from plyfile import PlyData, PlyElement
 from sklearn.neighbors import NearestNeighbors
 
 from utils.atomic_file import atomic_write
+from utils.errors import UserError
 from utils.geometry import quaternion_to_rotation_matrix
 
 SH_C0 = 0.28209479177387814
 
 
-class PlyFormatError(ValueError):
+class PlyFormatError(UserError, ValueError):
     """A point-cloud file that cannot be read as a set of Gaussians."""
 
 

@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from scene.colmap_model import DatasetError, rotation_problem
+from scene.colmap_model import rotation_problem
+from scene.errors import DatasetError
 
 
 def swap_rotation_axes(rotation):

@@ -10,10 +10,11 @@ from plyfile import PlyData, PlyElement
 from scene.cameras import Camera
 from scene.dataset_readers import load_scene_info
 from utils.atomic_file import atomic_write
+from utils.errors import UserError
 from utils.geometry import camera_to_world_matrix
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(UserError, ValueError):
     """A model folder without the expected saved point clouds."""
 
 

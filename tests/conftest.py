@@ -1,9 +1,10 @@
-"""Fixtures shared by the training tests: the scenes they train on."""
+"""Fixtures shared by the tests: the scenes they train on, and how a command line refuses bad input."""
 
 import pytest
 
 from scene.synthetic import generate_scene, preset_config
 from tiny_scene import make_tiny_scene
+from utils.errors import USER_ERROR_STATUS
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +22,15 @@ def tiny_defocus_scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("suite") / "tiny_defocus"
     generate_scene(preset_config("tiny", "defocus", seed=0), folder, log=lambda message: None)
     return str(folder)
+
+
+@pytest.fixture
+def refusal(capsys):
+    """refusal(main, argv): what a command line's main(argv) writes to stderr as it refuses bad input; fails unless
+    it exits with the bad-input status."""
+    def refuse(main, argv):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == USER_ERROR_STATUS
+        return capsys.readouterr().err
+    return refuse

@@ -16,7 +16,7 @@ from baselines.nerf import train as nerf_train
 from baselines.nerf.kernels import deformed_rays, se3_exp
 from baselines.nerf.rays import RaySpace, RaySpaceError, ViewCameras
 from baselines.nerf.volume_rendering import composite, linear_to_srgb, sample_pdf
-from scene.dataset_readers import CameraInfo
+from scene.readers.views import CameraInfo
 
 WIDTH, HEIGHT, FOCAL = 16, 12, 20.0
 # Small enough for a few seconds per run on two cores; the tiny scene is read at a quarter of its 160x120. So small
@@ -346,22 +346,18 @@ def test_unknown_method_is_refused(tiny_defocus_scene, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "bench")
 
 
-def test_missing_scene_and_bad_settings_give_clear_errors(tiny_defocus_scene, tmp_path):
+def test_missing_scene_and_bad_settings_give_clear_errors(tiny_defocus_scene, tmp_path, refusal):
     missing = str(tmp_path / "no_such_scene")
-    with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", missing, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu"])
-    assert missing in str(raised.value.code) and "not found" in str(raised.value.code)
-    with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu",
-                         "--iterations", "0"])
-    assert "--iterations must be positive" in str(raised.value.code)
-    with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "dpnerf", "--device", "cpu",
-                         "--kernel_points", "1"])
-    assert "--kernel_points must be at least 2" in str(raised.value.code)
-    with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu",
-                         "--resume"])
-    assert "no chkpnt<N>.pth checkpoint in" in str(raised.value.code)
+    message = refusal(nerf_train.main, ["-s", missing, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu"])
+    assert missing in message and "not found" in message
+    run = ["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--device", "cpu"]
+    assert "--iterations must be positive" in refusal(nerf_train.main, run + ["--method", "nerf", "--iterations", "0"])
+    assert "--kernel_points must be at least 2" in refusal(nerf_train.main,
+                                                           run + ["--method", "dpnerf", "--kernel_points", "1"])
+    assert "--net_width must be at least 2" in refusal(nerf_train.main, run + ["--method", "nerf", "--net_width", "1"])
+    assert "--coarse_samples must be at least 2" in refusal(nerf_train.main,
+                                                           run + ["--method", "nerf", "--coarse_samples", "1"])
+    assert "no chkpnt<N>.pth checkpoint in" in refusal(nerf_train.main, [
+        "-s", tiny_defocus_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu", "--resume"])
     with pytest.raises(ValueError, match="cannot tell its blur"):
         benchmark.scene_blur(str(tmp_path))

@@ -9,9 +9,10 @@ import numpy as np
 
 from scene.cameras import Camera
 from utils.geometry import camera_to_world_matrix, quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
+from utils.errors import UserError
 
 
-class ViewerPoseError(ValueError):
+class ViewerPoseError(UserError, ValueError):
     """A browser camera that does not describe a view."""
 
 

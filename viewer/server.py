@@ -5,9 +5,9 @@ the controls or the model change; on the CPU it renders small while the camera m
 full resolution once the camera has been still for a moment.
 """
 
+import logging
 import math
 import socket
-import sys
 import threading
 import time
 
@@ -23,6 +23,8 @@ from utils.images import to_uint8
 from viewer.frames import RENDER_MODES, frame_pixels, moving_scale, pad_to_aspect
 from viewer.poses import ViewerPoseError, camera_from_viewer_pose, mean_up_direction, scaled_size, viewer_pose_of
 from viewer.snapshots import ViewerError, find_snapshot, load_model
+
+logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 # While the camera moves on the CPU, frames are shrunk to render in about this long, but not below this scale ...
@@ -125,11 +127,11 @@ class Viewer:
             except (PlyFormatError, ViewerError, BlurModelError) as error:
                 # Training may still be writing the file: try again at the next poll, reporting the problem once.
                 if failed != newest:
-                    print(f"Viewer: cannot load {newest.describe()} yet: {error}", file=sys.stderr, flush=True)
+                    logger.warning(f"Viewer: cannot load {newest.describe()} yet: {error}")
                     failed = newest
                 continue
             self.model = model
-            print(f"Viewer: showing {model.snapshot.describe()}, {model.num_points} Gaussians", flush=True)
+            logger.info(f"Viewer: showing {model.snapshot.describe()}, {model.num_points} Gaussians")
             with self.clients_lock:
                 views = list(self.clients.values())
             for view in views:
@@ -274,8 +276,7 @@ class ClientView:
                 self._send_frame(full)
             except (ViewerPoseError, MemoryError, RuntimeError) as error:
                 self.stats.content = f"**Cannot render this view:** {error}"
-                print(f"Viewer: cannot render for browser {self.client.client_id}: {error}", file=sys.stderr,
-                      flush=True)
+                logger.warning(f"Viewer: cannot render for browser {self.client.client_id}: {error}")
 
     def _send_frame(self, full):
         model = self.viewer.model

@@ -19,10 +19,11 @@ from scene.dataset_readers import load_scene_info
 from scene.gaussian_model import GaussianModel, GaussianParams
 from scene.scene import point_cloud_path, saved_iterations
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
+from utils.errors import UserError
 from utils.images import background_color
 
 
-class ViewerError(ValueError):
+class ViewerError(UserError, ValueError):
     """A model folder the viewer cannot show."""
 
 

@@ -12,8 +12,10 @@ import sys
 from argparse import ArgumentParser
 
 from arguments import default_device
-from baselines.nerf.method import METHODS, check_method
-from baselines.nerf.train import TrainingError, train_baseline, write_json
+from baselines.nerf.method import METHODS, BaselineInputError, check_method
+from baselines.nerf.train import train_baseline, write_json
+from utils.errors import report_user_errors
+from utils.logs import configure_cli_logging
 
 # Deblur-NeRF's scene folders are named after their blur: defocus<name> and blur<name> (camera motion).
 FOLDER_PREFIXES = (("defocus", "defocus"), ("blur", "motion"))
@@ -30,7 +32,7 @@ def benchmark_rows(scene_dir, blur, methods, iterations, device, out_root, **tra
     for method in methods:
         check_method(method)
     if not methods:
-        raise ValueError("benchmark_rows: no methods given")
+        raise BaselineInputError("benchmark_rows: no methods given")
     scene = os.path.basename(os.path.normpath(scene_dir))
     rows = []
     for method in methods:
@@ -60,13 +62,13 @@ def scene_blur(scene_dir):
             with open(description) as file:
                 return json.load(file)["config"]["blur"]
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{description}: no config.blur entry ({error}); pass --blur") from None
+            raise BaselineInputError(f"{description}: no config.blur entry ({error}); pass --blur") from None
     name = os.path.basename(os.path.normpath(scene_dir))
     for prefix, blur in FOLDER_PREFIXES:
         if name.startswith(prefix):
             return blur
-    raise ValueError(f"{scene_dir}: cannot tell its blur (no scene.json, and the folder name starts with neither "
-                     f"'defocus' nor 'blur'); pass --blur")
+    raise BaselineInputError(f"{scene_dir}: cannot tell its blur (no scene.json, and the folder name starts with "
+                             f"neither 'defocus' nor 'blur'); pass --blur")
 
 
 def number(value, digits):
@@ -93,6 +95,7 @@ def markdown_table(rows):
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = ArgumentParser(prog="python -m baselines.nerf.benchmark",
                             description="Train and score the NeRF baselines on one or more scenes")
     parser.add_argument("scenes", nargs="+", help="scene folders")
@@ -108,13 +111,11 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="where to write the rows (default: <out>/nerf_benchmark.json)")
     args = parser.parse_args(argv)
     rows = []
-    try:
+    with report_user_errors(parser.prog):
         blurs = [args.blur or scene_blur(scene) for scene in args.scenes]
         for scene, blur in zip(args.scenes, blurs):
             rows += benchmark_rows(scene, blur, args.methods, args.iterations, args.device, args.out,
                                    resolution=args.resolution, seed=args.seed)
-    except (ValueError, TrainingError) as error:
-        sys.exit(f"baselines.nerf.benchmark: error: {error}")
     path = args.json or os.path.join(args.out, "nerf_benchmark.json")
     write_json(path, rows)
     print(markdown_table(rows))

@@ -7,6 +7,7 @@ from torch import nn
 from baselines.nerf.kernels import DeformableSparseKernel, DynamicBlurKernel, RigidBlurKernel
 from baselines.nerf.models import RadianceField
 from baselines.nerf.volume_rendering import VolumeRenderer, linear_to_srgb
+from utils.errors import UserError
 
 METHODS = ("nerf", "deblurnerf", "dpnerf", "dynamic")
 # Deblur-NeRF's origin offsets are in hundredths of the scene's near depth: the camera moves little during an
@@ -14,9 +15,13 @@ METHODS = ("nerf", "deblurnerf", "dpnerf", "dynamic")
 DEFORMABLE_TRANSLATION_UNIT = 0.01
 
 
+class BaselineInputError(UserError, ValueError):
+    """A method, setting or scene the NeRF baselines cannot run with; the message names it."""
+
+
 def check_method(method):
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        raise BaselineInputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
 
 
 def build_kernel(method, num_views, num_points, scene_scale, images):
@@ -25,7 +30,7 @@ def build_kernel(method, num_views, num_points, scene_scale, images):
     if method == "nerf":
         return None
     if num_points < 2:
-        raise ValueError(f"--kernel_points must be at least 2 for {method} (the sharp ray and one more), "
+        raise BaselineInputError(f"--kernel_points must be at least 2 for {method} (the sharp ray and one more), "
                          f"got {num_points}")
     if method == "deblurnerf":
         return DeformableSparseKernel(num_views, num_points, DEFORMABLE_TRANSLATION_UNIT * scene_scale)

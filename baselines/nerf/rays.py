@@ -4,6 +4,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.errors import UserError
 from utils.geometry import camera_to_world_matrices, mean_camera_rotation
 
 # NeRF puts the NDC near plane at 3/4 of the closest near bound, so that no visible surface lies in front of it.
@@ -13,7 +14,7 @@ NDC_NEAR_FRACTION = 0.75
 MIN_FORWARD_COSINE = 0.05
 
 
-class RaySpaceError(ValueError):
+class RaySpaceError(UserError, ValueError):
     """The cameras do not suit the requested ray parametrisation."""
 
 

@@ -10,6 +10,7 @@ chkpnt<iteration>.pth every --checkpoint_interval iterations and at the end (onl
 
 import dataclasses
 import json
+import logging
 import os
 import statistics
 import sys
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 import metrics
 from arguments import default_device
-from baselines.nerf.method import METHODS, NeRFMethod, check_method
+from baselines.nerf.method import METHODS, BaselineInputError, NeRFMethod, check_method
 from baselines.nerf.rays import RaySpace, ViewCameras
 from scene.dataset_readers import load_scene_info
 from utils.atomic_file import atomic_write
@@ -32,9 +33,13 @@ from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
 from utils.devices import synchronize
 from utils.images import background_color, to_uint8
 from utils.torch_files import load_torch_file
+from utils.errors import UserError, report_user_errors
+from utils.logs import configure_cli_logging
+
+logger = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on: an unreadable or mismatched checkpoint, or a diverged loss."""
 
 
@@ -59,6 +64,9 @@ GPU_SETTINGS = Settings(iterations=200_000, batch_rays=1024, coarse_samples=64, 
 CPU_SETTINGS = Settings(iterations=1000, batch_rays=256, coarse_samples=32, fine_samples=32, net_depth=4,
                         net_width=64, learning_rate=5e-3, kernel_points=5, density_noise=1.0, chunk=4096)
 NON_NEGATIVE_SETTINGS = ("density_noise",)
+# Lower bounds above 1: the colour branch is a half-width layer, and the fine samples are drawn between neighbouring
+# coarse ones.
+MIN_SETTINGS = {"net_width": 2, "coarse_samples": 2}
 # Settings that a checkpoint's model shape depends on: a run resumes only with the same ones.
 ARCHITECTURE_FIELDS = ("net_depth", "net_width", "kernel_points")
 # Deblur-NeRF's weight of the loss that keeps kernel point 0 on the pixel's own ray.
@@ -74,19 +82,22 @@ def default_settings(device, **overrides):
     preset = GPU_SETTINGS if torch.device(device).type == "cuda" else CPU_SETTINGS
     unknown = set(overrides) - {field.name for field in dataclasses.fields(Settings)}
     if unknown:
-        raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        raise BaselineInputError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     settings = dataclasses.replace(preset, **{name: value for name, value in overrides.items() if value is not None})
     for field in dataclasses.fields(Settings):
         value = getattr(settings, field.name)
         expected = (int, float) if field.type is float else int
         if isinstance(value, bool) or not isinstance(value, expected):
-            raise ValueError(f"--{field.name} must be {'an integer' if field.type is int else 'a number'}, "
-                             f"got {value!r}")
+            raise BaselineInputError(f"--{field.name} must be {'an integer' if field.type is int else 'a number'}, "
+                                     f"got {value!r}")
         if field.name in NON_NEGATIVE_SETTINGS:
             if not value >= 0:
-                raise ValueError(f"--{field.name} must be 0 or positive, got {value!r}")
+                raise BaselineInputError(f"--{field.name} must be 0 or positive, got {value!r}")
         elif not value > 0:
-            raise ValueError(f"--{field.name} must be positive, got {value!r}")
+            raise BaselineInputError(f"--{field.name} must be positive, got {value!r}")
+        minimum = MIN_SETTINGS.get(field.name)
+        if minimum is not None and value < minimum:
+            raise BaselineInputError(f"--{field.name} must be at least {minimum}, got {value!r}")
     return settings
 
 
@@ -220,15 +231,15 @@ def train_baseline(source_path, model_path, method, device=None, resolution=1, s
     check_method(method)
     device = torch.device(device or default_device())
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
+        raise BaselineInputError("--device cuda: no CUDA device is available; use --device cpu")
     settings = default_settings(device, **setting_overrides)
     if checkpoint_interval < 0:
-        raise ValueError(f"--checkpoint_interval must be 0 or positive, got {checkpoint_interval}")
+        raise BaselineInputError(f"--checkpoint_interval must be 0 or positive, got {checkpoint_interval}")
     if not os.path.isdir(source_path):
-        raise ValueError(f"-s/--source_path: scene folder {source_path} not found")
+        raise BaselineInputError(f"-s/--source_path: scene folder {source_path} not found")
     scene_info = load_scene_info(source_path, resolution, eval=True, hold=hold, white_background=white_background)
     if not scene_info.test_cameras:
-        raise ValueError(f"{source_path}: no test views to score (every hold-th view is one; check --hold)")
+        raise BaselineInputError(f"{source_path}: no test views to score (every hold-th view is one; check --hold)")
     if ndc is None:
         ndc = scene_info.source_kind == "deblur_nerf"
 
@@ -244,7 +255,7 @@ def train_baseline(source_path, model_path, method, device=None, resolution=1, s
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         first_iteration, train_seconds = state["iteration"], state["train_seconds"]
-        print(f"Resuming from {path} (iteration {first_iteration})")
+        logger.info(f"Resuming from {path} (iteration {first_iteration})")
     os.makedirs(model_path, exist_ok=True)
 
     def checkpoint(iteration):
@@ -333,12 +344,14 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    configure_cli_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
     model_path = args.model_path or os.path.join(
         "output", f"{os.path.basename(os.path.normpath(args.source_path))}-{args.method}"
     )
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(Settings)}
-    try:
+    with report_user_errors(parser.prog):
         lpips_weights = metrics.lpips_weights_argument(args.lpips_weights)
         summary = train_baseline(
             args.source_path, model_path, args.method, device=args.device, resolution=args.resolution,
@@ -346,8 +359,6 @@ def main(argv=None):
             white_background=args.white_background, hold=args.hold, ndc=False if args.no_ndc else None,
             lpips_weights=lpips_weights, progress=not args.quiet, **overrides,
         )
-    except (ValueError, TrainingError) as error:
-        sys.exit(f"baselines.nerf.train: error: {error}")
     with open(summary["results"]) as file:
         mean = json.load(file)["mean"]
     print(f"{model_path}: {summary['iteration']} iterations in {summary['train_seconds']:.1f} s; test views at "

@@ -9,8 +9,11 @@
 import argparse
 import sys
 
+from utils.errors import report_user_errors
+from utils.logs import configure_cli_logging
+
 from .camera import RECORDED_POSES, SHAKE_PATHS
-from .config import BLUR_TYPES, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, SyntheticSceneError, preset_config
+from .config import BLUR_TYPES, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, preset_config
 from .generator import generate_scene, generate_suite
 from .layouts import LAYOUTS
 
@@ -91,22 +94,20 @@ OVERRIDES = ("num_views", "width", "height", "hold", "horizontal_fov_degrees", "
 
 
 def main(argv=None):
+    configure_cli_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
-    try:
+    if args.suite and (args.blur or args.layout or overrides):
+        parser.error("--suite generates fixed scenes; it takes only --out, --seed and --overwrite")
+    if not args.suite and args.blur is None:
+        parser.error("--blur is required (or use --suite)")
+    with report_user_errors(parser.prog):
         if args.suite:
-            if args.blur or args.layout or overrides:
-                parser.error("--suite generates fixed scenes; it takes only --out, --seed and --overwrite")
             generate_suite(args.out, preset=args.suite, seed=args.seed, overwrite=args.overwrite)
-            return 0
-        if args.blur is None:
-            parser.error("--blur is required (or use --suite)")
-        config = preset_config(args.preset, args.blur, seed=args.seed, layout=args.layout, **overrides)
-        generate_scene(config, args.out, overwrite=args.overwrite)
-    except SyntheticSceneError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        else:
+            config = preset_config(args.preset, args.blur, seed=args.seed, layout=args.layout, **overrides)
+            generate_scene(config, args.out, overwrite=args.overwrite)
     return 0
 
 

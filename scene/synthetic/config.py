@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from utils.errors import UserError
+
 from .camera import APERTURE_BLADES, MIN_SUBFRAMES_OFF_CUBIC, RECORDED_POSES, SHAKE_PATHS
 from .layouts import LAYOUTS
 
@@ -20,7 +22,7 @@ LATER_FIELD_DEFAULTS = {"shake_path": "cubic", "recorded_pose": "mid", "aperture
                         "spherical_aberration": 0.0}
 
 
-class SyntheticSceneError(ValueError):
+class SyntheticSceneError(UserError, ValueError):
     """A generation parameter is invalid, or a generated view fails its blur check."""
 
 

@@ -12,6 +12,7 @@ not depend on how many draws other views needed, and the same config always give
 """
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -34,6 +35,8 @@ from .primitives import json_numbers
 from .raycaster import Exposure, render, render_depth
 from .sparse import sfm_like_points
 from .textures import texture_library
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # The sharp truth of the blurred training views, under their names in images/.
@@ -197,12 +200,13 @@ def _render_views(config, scene, intrinsics, rotations, centres, log):
     return np.stack(images), sharp_images, view_records
 
 
-def generate_scene(config, out_dir, overwrite=False, log=print):
+def generate_scene(config, out_dir, overwrite=False, log=logger.info):
     """Renders and writes the scene that config describes into out_dir; returns the scene.json record.
 
     The scene is written to a temporary sibling folder and moved into place at the end, so an interrupted
     run never leaves a half-written scene behind. Raises SyntheticSceneError for an unusable out_dir or a
-    training view whose blur stays under config.min_blur_reduction after config.max_blur_draws draws.
+    training view whose blur stays under config.min_blur_reduction after config.max_blur_draws draws. log takes
+    each progress line (by default this module's logger, at INFO).
     """
     out_dir = Path(out_dir)
     _check_output_folder(out_dir, overwrite)
@@ -264,7 +268,7 @@ def suite_configs(preset="bench", seed=0):
     return configs
 
 
-def generate_suite(out_root, preset="bench", seed=0, overwrite=False, log=print):
+def generate_suite(out_root, preset="bench", seed=0, overwrite=False, log=logger.info):
     """Generates the scenes of suite_configs into out_root/<name>/. A scene whose scene.json already records the
     same config is kept as it is (unless overwrite), so re-running only fills gaps."""
     out_root = Path(out_root)
