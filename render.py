@@ -7,7 +7,6 @@ interactively in the browser.
 
 import json
 import os
-import time
 from argparse import ArgumentParser, Namespace
 
 import imageio
@@ -18,11 +17,11 @@ from tqdm import tqdm
 
 from arguments import ModelParams, PipelineParams, default_device, read_cfg_args
 from gaussian_renderer import render
+from gaussian_renderer.speed import measure_fps
 from scene.camera_paths import video_cameras
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from utils.atomic_file import atomic_write
-from utils.devices import synchronize
 from utils.errors import report_user_errors
 from utils.images import background_color, to_uint8
 from utils.logs import configure_cli_logging
@@ -53,29 +52,6 @@ def render_video(path, cameras, gaussians, background, backend, fps):
 
 
 # ---- speed ----------------------------------------------------------------------------------------------------------
-
-
-def measure_fps(cameras, gaussians, background, backend, device, warmup_frames, timed_frames):
-    """Render-only speed: the activated parameters are computed once (as a viewer would), the first frames
-    warm caches and kernels up, and every timed frame waits for the device to finish."""
-    params = gaussians.render_params()
-    for index in range(warmup_frames):
-        render(cameras[index % len(cameras)], params, background, backend)
-    synchronize(device)
-    seconds = []
-    for index in range(timed_frames):
-        started = time.perf_counter()
-        render(cameras[index % len(cameras)], params, background, backend)
-        synchronize(device)
-        seconds.append(time.perf_counter() - started)
-    median = float(np.median(seconds))
-    return {
-        "fps": 1.0 / median,
-        "median_ms": 1000.0 * median,
-        "mean_ms": 1000.0 * float(np.mean(seconds)),
-        "timed_frames": timed_frames,
-        "warmup_frames": warmup_frames,
-    }
 
 
 def device_name(device):
@@ -179,7 +155,7 @@ def rendering(args):
                 print(f"Video written to {path}")
 
         views = scene.test_cameras or scene.train_cameras
-        speed = measure_fps(views, gaussians, background, pipe.backend, device, args.fps_warmup, args.fps_frames)
+        speed = measure_fps(views, gaussians.render_params(), background, pipe.backend, device, args.fps_warmup, args.fps_frames)
         speed.update(
             iteration=iteration,
             width=views[0].width,

@@ -52,8 +52,8 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPOSITORY)
 
 import metrics
-import render as render_cli
 from blur.presets import OFFICIAL_ITERATIONS
+from gaussian_renderer.speed import measure_fps
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import BLUR_TYPES, SHARP_IMAGES_FOLDER, SceneConfig
@@ -241,8 +241,8 @@ def measure_render_speeds(rows, runs_options, iterations, fps_frames):
         for _ in range(FPS_TURNS):
             for index, (gaussians, cameras, backend, device) in enumerate(models):
                 background = torch.zeros(3, device=device)
-                speed = render_cli.measure_fps(cameras, gaussians, background, backend, device, warmup_frames=2,
-                                               timed_frames=max(1, fps_frames // FPS_TURNS))
+                speed = measure_fps(cameras, gaussians.render_params(), background, backend, device,
+                                    warmup_frames=2, timed_frames=max(1, fps_frames // FPS_TURNS))
                 turns[index].append(speed["median_ms"])
     for index, row in enumerate(rows):
         camera = models[index][1][0]
