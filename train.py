@@ -26,7 +26,9 @@ def options_from_command_line(argv: Sequence[str]) -> TrainingOptions:
 def main(argv: Sequence[str] | None = None) -> None:
     configure_cli_logging()
     with report_user_errors(PROGRAM):
-        run_training(options_from_command_line(sys.argv[1:] if argv is None else argv))
+        options = options_from_command_line(sys.argv[1:] if argv is None else argv)
+        print(f"Output folder: {options.model_path}")
+        run_training(options)
 
 
 if __name__ == "__main__":

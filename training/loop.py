@@ -279,7 +279,6 @@ def run_training(options: TrainingOptions, timer: NoTimer = NO_TIMER) -> Trained
     """A whole run: the model folder (cleared of the temporaries of interrupted writes), its cfg_args (a resumed
     run keeps the record of the options it was started with), then train_gaussians."""
     model_path = options.model_path
-    logger.info("Output folder: %s", model_path)
     os.makedirs(model_path, exist_ok=True)
     for folder, _, _ in os.walk(model_path):
         remove_stale_temporaries(folder)
