@@ -26,16 +26,6 @@ TINY_SETTINGS = dict(batch_rays=128, coarse_samples=16, fine_samples=16, net_dep
 TINY_RUN = dict(resolution=4, progress=False, **TINY_SETTINGS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Networks this small run many tiny operations, which a second intra-op thread slows down many times over
-    on a busy machine (it waits for a core at every operation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def forward_facing_cameras(count=3, seed=0):
     """Cameras a little apart, turned a little, all looking roughly along +z, with random images."""
     rng = np.random.default_rng(seed)

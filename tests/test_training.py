@@ -61,6 +61,8 @@ def test_training_reduces_the_loss_and_raises_test_psnr(tiny_scene, tmp_path):
 
     psnr_before = mean_test_psnr(os.path.join(model_path, "results_0.json"))
     psnr_after = mean_test_psnr(os.path.join(model_path, "results_300.json"))
+    print(f"held-out PSNR {psnr_before:.2f} dB before training, {psnr_after:.2f} dB after")
+    # On one thread (see conftest.py) it rose from 20.45 to 30.04 dB: the margin is a third of the gain.
     assert psnr_after > psnr_before + 3.0
 
     assert os.path.isfile(point_cloud_path(model_path, 300))
