@@ -24,8 +24,9 @@ from scene.cameras import Camera as SceneCamera
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in available_backends(),
-                                reason="needs a GPU and the CUDA backend")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in available_backends(),
+                                 reason="needs a GPU and the CUDA backend")]
 
 ITERATIONS = 400
 # The GPU sums gradients with atomics, in another order than the CPU, so the two runs drift apart and densify

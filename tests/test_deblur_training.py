@@ -15,6 +15,8 @@ from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import generate_scene, preset_config
 
+pytestmark = pytest.mark.slow
+
 ITERATIONS = 1000
 # Below the smallest gains measured at this length (see the tests' docstrings). conftest.py runs every test on one
 # thread, where a run is bitwise the same each time: the values measured there are the values these tests see, and
@@ -51,6 +53,8 @@ def trained_model(common, model_path):
     return gaussians, scene, load_blur_model(model_path)
 
 
+# About 50 s on an idle 2-core machine, the vanilla run and the scene it shares included; 135 s at a load of 6.
+@pytest.mark.timeout(900)
 def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(tiny_defocus_scene, vanilla_psnr, tmp_path):
     """The same preset, schedule and seed with and without the defocus blur model.
 
@@ -75,6 +79,9 @@ def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(tiny_defocus_scene
     assert max(mean_factors) - min(mean_factors) > 0.01
 
 
+# About 35 s on an idle 2-core machine (60 s when it trains the shared vanilla run and scene itself); 125 s at a
+# load of 6.
+@pytest.mark.timeout(900)
 def test_lens_blur_learns_each_photo_s_focus_and_deblurs_more(tiny_defocus_scene, vanilla_psnr, tmp_path):
     """--lens_blur on the same run: the learned focus distances follow the ones the scene was rendered with.
 
@@ -107,6 +114,8 @@ WALK_ITERATIONS = 600
 WALK_MARGIN_DB = 0.5
 
 
+# About 65 s on an idle 2-core machine, 175 s at a load of 6.
+@pytest.mark.timeout(1200)
 def test_the_default_motion_model_beats_vanilla_on_a_random_walk_shake(tmp_path):
     """The tiny motion scene with random-walk shake paths, which the default model's cubic camera path cannot fit.
 

@@ -256,6 +256,7 @@ def training_loss(model_path, method, scene_folder, iteration=None):
     return float(torch.stack(errors).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["nerf", "deblurnerf", "dpnerf", "dynamic"])
 def test_short_run_lowers_the_loss_and_writes_results(method, tiny_defocus_scene, tmp_path):
     model_path = str(tmp_path / method)
@@ -283,6 +284,7 @@ def test_short_run_lowers_the_loss_and_writes_results(method, tiny_defocus_scene
     assert [name for name in os.listdir(model_path) if name.endswith(".pth")] == ["chkpnt120.pth"]
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_an_uninterrupted_one(tiny_defocus_scene, tmp_path, monkeypatch):
     options = dict(TINY_RUN, device="cpu", iterations=30, checkpoint_interval=10)
     nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "straight"), "dynamic", **options)
@@ -308,6 +310,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_defocus_scene, tmp_path, 
         assert torch.allclose(value, states[1]["model"][name], atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_benchmark_rows(tiny_defocus_scene, tmp_path):
     assert benchmark.scene_blur(tiny_defocus_scene) == "defocus"
     rows = benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "dpnerf"], 5, "cpu", str(tmp_path),
@@ -324,33 +327,34 @@ def test_benchmark_rows(tiny_defocus_scene, tmp_path):
 
 
 # ---- bad inputs ----
+# Any valid scene will do: the small COLMAP one is made in a fraction of the synthetic one's time.
 
-def test_unknown_method_is_refused(tiny_defocus_scene, tmp_path, capsys):
+def test_unknown_method_is_refused(tiny_scene, tmp_path, capsys):
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "mipnerf"])
+        nerf_train.main(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--method", "mipnerf"])
     assert raised.value.code == 2 and "invalid choice: 'mipnerf'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown method 'mipnerf'"):
-        nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "run"), "mipnerf", device="cpu")
+        nerf_train.train_baseline(tiny_scene, str(tmp_path / "run"), "mipnerf", device="cpu")
     with pytest.raises(ValueError, match="unknown method 'mipnerf'"):
-        benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "mipnerf"], 5, "cpu", str(tmp_path / "bench"))
+        benchmark.benchmark_rows(tiny_scene, "defocus", ["nerf", "mipnerf"], 5, "cpu", str(tmp_path / "bench"))
     assert not os.path.exists(tmp_path / "bench")
 
 
-def test_missing_scene_and_bad_settings_give_clear_errors(tiny_defocus_scene, tmp_path):
+def test_missing_scene_and_bad_settings_give_clear_errors(tiny_scene, tmp_path):
     missing = str(tmp_path / "no_such_scene")
     with pytest.raises(SystemExit) as raised:
         nerf_train.main(["-s", missing, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu"])
     assert missing in str(raised.value.code) and "not found" in str(raised.value.code)
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu",
+        nerf_train.main(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu",
                          "--iterations", "0"])
     assert "--iterations must be positive" in str(raised.value.code)
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "dpnerf", "--device", "cpu",
+        nerf_train.main(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--method", "dpnerf", "--device", "cpu",
                          "--kernel_points", "1"])
     assert "--kernel_points must be at least 2" in str(raised.value.code)
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu",
+        nerf_train.main(["-s", tiny_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu",
                          "--resume"])
     assert "no chkpnt<N>.pth checkpoint in" in str(raised.value.code)
     with pytest.raises(ValueError, match="cannot tell its blur"):

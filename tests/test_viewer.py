@@ -588,6 +588,7 @@ class DevTools:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+@pytest.mark.browser
 def test_headless_chromium_shows_the_render(trained_run, chromium, tmp_path):
     scene = open_scene(trained_run)
     viewer = Viewer(scene, port=0)
