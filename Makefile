@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Two entry points for a fresh machine: `make demo` and `make test` (`make quick`: the fast tests only).
 # Each does all of the set-up itself; stamps under .venv/ make a second run
 # skip whatever has not changed.
 
@@ -14,7 +14,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC := $(CUDA_HOME)/bin/nvcc
 export CUDA_HOME
 
-.PHONY: demo test setup browser native-test python-test bench bench-data gpu-wheels gpu-check clean
+.PHONY: demo test quick setup browser native-test python-test bench bench-data gpu-wheels gpu-check clean
 
 demo: setup
 	$(PY) demo.py --out output/demo
@@ -47,8 +47,13 @@ native-test:
 	cmake --build $(NATIVE_BUILD) -j2 && \
 	ctest --test-dir $(NATIVE_BUILD) --output-on-failure
 
+# pytest.ini names the test folders, the markers and the per-test time limit.
 python-test: setup browser
-	$(PY) -m pytest -q $(RASTERIZER)/tests tests
+	$(PY) -m pytest -q
+
+# The tests that train for at most a few seconds and need neither a GPU nor a browser: about a minute.
+quick: setup
+	$(PY) -m pytest -q -m "not slow and not browser and not gpu"
 
 # The viewer is tested in a real headless browser: Debian's Chromium.
 browser:

@@ -1,10 +1,26 @@
-"""Fixtures shared by the tests: the scenes they train on, and how a command line refuses bad input."""
+"""Fixtures shared by the tests: one torch thread for every test, the scenes the training tests train on, and
+how a command line refuses bad input."""
 
 import pytest
+import torch
 
 from scene.synthetic import generate_scene, preset_config
 from tiny_scene import make_tiny_scene
 from utils.errors import USER_ERROR_STATUS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Every test here, and every process it starts, computes on one thread. A training run is bitwise the same
+    at a fixed thread count but not across counts (reductions split differently), and the margins of the tests
+    that compare trainings were measured at one thread; on a shared machine one thread per run is also the
+    fastest (a second one waits for a core at every small operation)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,9 @@ from scene.scene import Scene, point_cloud_path
 from training.blur_model import render_training_view
 from utils.checkpoints import checkpoint_iterations_in
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in available_backends(),
-                                reason="needs a GPU and the CUDA backend")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in available_backends(),
+                                 reason="needs a GPU and the CUDA backend")]
 
 ITERATIONS = 400
 # The GPU sums gradients with atomics, in another order than the CPU, so the two runs drift apart and densify

@@ -72,6 +72,7 @@ def bench_arguments(suite, out):
             "--out", out, "--no-sharp"]
 
 
+@pytest.mark.slow
 def test_parallel_trainings_fill_the_table(tiny_suite, tmp_path):
     out = str(tmp_path / "bench")
     deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-official"])
@@ -91,6 +92,7 @@ def test_parallel_trainings_fill_the_table(tiny_suite, tmp_path):
     assert {method: os.path.getmtime(log) for method, log in logs.items()} == modified
 
 
+@pytest.mark.slow
 def test_a_failed_parallel_training_names_its_run_and_log(tiny_suite, tmp_path, capsys):
     out = str(tmp_path / "bench")
     with pytest.raises(SystemExit):

@@ -16,8 +16,12 @@ from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import generate_scene, preset_config
 
+pytestmark = pytest.mark.slow
+
 ITERATIONS = 1000
-# Below the smallest gains measured at this length (see the tests' docstrings).
+# Below the smallest gains measured at this length (see the tests' docstrings). conftest.py runs every test on one
+# thread, where a run is bitwise the same each time: the values measured there are the values these tests see, and
+# the margins leave room for changes that move a run by as much as another seed does.
 MARGIN_DB = 0.1
 LENS_MARGIN_DB = 1.0
 # Nine views in ten focus within 15% of the distance they were rendered with (all 14 were within 6% with seed 0).
@@ -50,17 +54,22 @@ def trained_model(common, model_path):
     return gaussians, scene, load_blur_model(model_path)
 
 
+# About 50 s on an idle 2-core machine, the vanilla run and the scene it shares included; 135 s at a load of 6.
+@pytest.mark.timeout(900)
 def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(tiny_defocus_scene, vanilla_psnr, tmp_path):
     """The same preset, schedule and seed with and without the defocus blur model.
 
     The official initialisation leaves the scale head's factors clamped at 1 without gradient (then the model
     deblurs nothing measurable here); --initial_scale_factor starts them inside the clamp range. Over seeds 0 to 2
-    it gained 0.4 to 0.6 dB at this length (0.21 to 0.32 dB at 600 iterations).
+    it gained 0.4 to 0.6 dB at this length (0.21 to 0.32 dB at 600 iterations); seed 0 on one thread: 22.18 against
+    21.57 dB.
     """
     common = common_arguments(tiny_defocus_scene)
     deblurred = str(tmp_path / "deblurred")
     train.main(common + ["-m", deblurred, "--blur_model", "official", "--initial_scale_factor", "1.05"])
-    assert held_out_psnr(deblurred) > vanilla_psnr + MARGIN_DB
+    psnr = held_out_psnr(deblurred)
+    print(f"official blur model {psnr:.2f} dB, vanilla {vanilla_psnr:.2f} dB")
+    assert psnr > vanilla_psnr + MARGIN_DB
 
     # Each photo has its own aperture and focus distance: the learned enlargement differs from view to view.
     gaussians, scene, blur_model = trained_model(common, deblurred)
@@ -71,10 +80,14 @@ def test_deblurring_beats_vanilla_on_the_held_out_sharp_views(tiny_defocus_scene
     assert max(mean_factors) - min(mean_factors) > 0.01
 
 
+# About 35 s on an idle 2-core machine (60 s when it trains the shared vanilla run and scene itself); 125 s at a
+# load of 6.
+@pytest.mark.timeout(900)
 def test_lens_blur_learns_each_photo_s_focus_and_deblurs_more(tiny_defocus_scene, vanilla_psnr, tmp_path):
     """--lens_blur on the same run: the learned focus distances follow the ones the scene was rendered with.
 
-    It gained 2.08 dB at this length with seed 0 (23.70 against 21.62 dB), and reached 23.64 dB with seed 1.
+    It gained 2.15 dB at this length with seed 0 on one thread (23.72 against 21.57 dB), and reached 23.64 dB with
+    seed 1.
     """
     common = common_arguments(tiny_defocus_scene)
     deblurred = str(tmp_path / "lens")
@@ -102,10 +115,12 @@ WALK_ITERATIONS = 600
 WALK_MARGIN_DB = 0.5
 
 
+# About 65 s on an idle 2-core machine, 175 s at a load of 6.
+@pytest.mark.timeout(1200)
 def test_the_default_motion_model_beats_vanilla_on_a_random_walk_shake(tmp_path):
     """The tiny motion scene with random-walk shake paths, which the default model's cubic camera path cannot fit.
 
-    At this length the default --blur motion gained 1.42 dB with the scene of seed 0 (23.48 against 22.06 dB) and
+    At this length the default --blur motion gained 1.31 dB with the scene of seed 0 (23.40 against 22.09 dB) and
     1.16 dB with that of seed 1 (22.36 against 21.20 dB), one thread each.
     """
     scene = str(tmp_path / "tiny_motion_walk")

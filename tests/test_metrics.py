@@ -98,6 +98,7 @@ def ssim_map_by_autograd(img1, img2):
     return ((2 * mu1 * mu2 + c1) * (2 * covariance + c2)) / ((mu1 ** 2 + mu2 ** 2 + c1) * (variance1 + variance2 + c2))
 
 
+@pytest.mark.slow
 def test_ssim_gradient_is_the_gradient_of_its_formula():
     image = random_image(7, 13, 15)[None]
     other = (image + 0.3 * random_image(8, 13, 15)[None]).clamp(0, 1)

@@ -26,16 +26,6 @@ TINY_SETTINGS = dict(batch_rays=128, coarse_samples=16, fine_samples=16, net_dep
 TINY_RUN = dict(resolution=4, progress=False, **TINY_SETTINGS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Networks this small run many tiny operations, which a second intra-op thread slows down many times over
-    on a busy machine (it waits for a core at every operation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def forward_facing_cameras(count=3, seed=0):
     """Cameras a little apart, turned a little, all looking roughly along +z, with random images."""
     rng = np.random.default_rng(seed)
@@ -266,6 +256,7 @@ def training_loss(model_path, method, scene_folder, iteration=None):
     return float(torch.stack(errors).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["nerf", "deblurnerf", "dpnerf", "dynamic"])
 def test_short_run_lowers_the_loss_and_writes_results(method, tiny_defocus_scene, tmp_path):
     model_path = str(tmp_path / method)
@@ -293,6 +284,7 @@ def test_short_run_lowers_the_loss_and_writes_results(method, tiny_defocus_scene
     assert [name for name in os.listdir(model_path) if name.endswith(".pth")] == ["chkpnt120.pth"]
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_an_uninterrupted_one(tiny_defocus_scene, tmp_path, monkeypatch):
     options = dict(TINY_RUN, device="cpu", iterations=30, checkpoint_interval=10)
     nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "straight"), "dynamic", **options)
@@ -318,6 +310,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_defocus_scene, tmp_path, 
         assert torch.allclose(value, states[1]["model"][name], atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_benchmark_rows(tiny_defocus_scene, tmp_path):
     assert benchmark.scene_blur(tiny_defocus_scene) == "defocus"
     rows = benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "dpnerf"], 5, "cpu", str(tmp_path),
@@ -334,23 +327,24 @@ def test_benchmark_rows(tiny_defocus_scene, tmp_path):
 
 
 # ---- bad inputs ----
+# Any valid scene will do: the small COLMAP one is made in a fraction of the synthetic one's time.
 
-def test_unknown_method_is_refused(tiny_defocus_scene, tmp_path, capsys):
+def test_unknown_method_is_refused(tiny_scene, tmp_path, capsys):
     with pytest.raises(SystemExit) as raised:
-        nerf_train.main(["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--method", "mipnerf"])
+        nerf_train.main(["-s", tiny_scene, "-m", str(tmp_path / "run"), "--method", "mipnerf"])
     assert raised.value.code == 2 and "invalid choice: 'mipnerf'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown method 'mipnerf'"):
-        nerf_train.train_baseline(tiny_defocus_scene, str(tmp_path / "run"), "mipnerf", device="cpu")
+        nerf_train.train_baseline(tiny_scene, str(tmp_path / "run"), "mipnerf", device="cpu")
     with pytest.raises(ValueError, match="unknown method 'mipnerf'"):
-        benchmark.benchmark_rows(tiny_defocus_scene, "defocus", ["nerf", "mipnerf"], 5, "cpu", str(tmp_path / "bench"))
+        benchmark.benchmark_rows(tiny_scene, "defocus", ["nerf", "mipnerf"], 5, "cpu", str(tmp_path / "bench"))
     assert not os.path.exists(tmp_path / "bench")
 
 
-def test_missing_scene_and_bad_settings_give_clear_errors(tiny_defocus_scene, tmp_path, refusal):
+def test_missing_scene_and_bad_settings_give_clear_errors(tiny_scene, tmp_path, refusal):
     missing = str(tmp_path / "no_such_scene")
     message = refusal(nerf_train.main, ["-s", missing, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu"])
     assert missing in message and "not found" in message
-    run = ["-s", tiny_defocus_scene, "-m", str(tmp_path / "run"), "--device", "cpu"]
+    run = ["-s", tiny_scene, "-m", str(tmp_path / "run"), "--device", "cpu"]
     assert "--iterations must be positive" in refusal(nerf_train.main, run + ["--method", "nerf", "--iterations", "0"])
     assert "--kernel_points must be at least 2" in refusal(nerf_train.main,
                                                            run + ["--method", "dpnerf", "--kernel_points", "1"])
@@ -358,6 +352,6 @@ def test_missing_scene_and_bad_settings_give_clear_errors(tiny_defocus_scene, tm
     assert "--coarse_samples must be at least 2" in refusal(nerf_train.main,
                                                            run + ["--method", "nerf", "--coarse_samples", "1"])
     assert "no chkpnt<N>.pth checkpoint in" in refusal(nerf_train.main, [
-        "-s", tiny_defocus_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu", "--resume"])
+        "-s", tiny_scene, "-m", str(tmp_path / "empty"), "--method", "nerf", "--device", "cpu", "--resume"])
     with pytest.raises(ValueError, match="cannot tell its blur"):
         benchmark.scene_blur(str(tmp_path))

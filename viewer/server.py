@@ -48,15 +48,19 @@ def smoothed(previous, value):
 class Viewer:
     """Serves a ViewerScene on HOST:port until stop(); with watch, reloads when training saves a newer snapshot.
 
-    adaptive_resolution (default: on unless rendering on a GPU) shrinks frames while the camera moves.
+    adaptive_resolution (default: on unless rendering on a GPU) shrinks frames while the camera moves; the
+    full-resolution frame follows once the camera has been still for refine_delay seconds, which the render
+    threads read anew at each frame.
     """
 
     def __init__(self, scene, port=8080, watch=False, adaptive_resolution=None,
-                 moving_frame_seconds=MOVING_FRAME_SECONDS, watch_interval=WATCH_INTERVAL_SECONDS):
+                 moving_frame_seconds=MOVING_FRAME_SECONDS, refine_delay=REFINE_DELAY_SECONDS,
+                 watch_interval=WATCH_INTERVAL_SECONDS):
         self.scene = scene
         self.model = scene.model
         self.adaptive_resolution = scene.device.type != "cuda" if adaptive_resolution is None else adaptive_resolution
         self.moving_frame_seconds = moving_frame_seconds
+        self.refine_delay = refine_delay
         self.watch_interval = watch_interval
         self.views_by_label = {
             f"{split} {index}: {camera.image_name}": (camera, split == "train")
@@ -259,12 +263,13 @@ class ClientView:
         """Wait until a frame is due; True for a full-resolution one, False for a moving-camera one, None to stop."""
         with self.condition:
             while not self.stopped:
+                refine_delay = self.viewer.refine_delay
                 still_for = time.monotonic() - self.camera_changed_at
-                if self.needs_frame or (not self.frame_is_full and still_for >= REFINE_DELAY_SECONDS):
+                if self.needs_frame or (not self.frame_is_full and still_for >= refine_delay):
                     self.needs_frame = False
-                    self.frame_is_full = not self.viewer.adaptive_resolution or still_for >= REFINE_DELAY_SECONDS
+                    self.frame_is_full = not self.viewer.adaptive_resolution or still_for >= refine_delay
                     return self.frame_is_full
-                self.condition.wait(None if self.frame_is_full else REFINE_DELAY_SECONDS - still_for)
+                self.condition.wait(None if self.frame_is_full else refine_delay - still_for)
             return None
 
     def _render_loop(self):

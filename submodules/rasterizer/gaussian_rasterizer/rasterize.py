@@ -111,13 +111,15 @@ def _native_module(backend, device):
     raise ValueError(f"backend must be 'auto', 'cpu', 'cuda' or 'reference', got {backend!r}")
 
 
-def _check_tile_pairs(num_pairs, backend, device):
+def _check_tile_pairs(num_pairs, num_gaussians, num_cameras, camera, backend, device):
     needed = num_pairs * BYTES_PER_TILE_PAIR[backend]
     if num_pairs > MAX_TILE_PAIRS or needed > free_bytes(device):
+        views = "1 camera" if num_cameras == 1 else f"{num_cameras} cameras"
         raise TilePairOverflowError(
-            f"the scene covers {num_pairs:,} (Gaussian, tile) pairs, needing {needed / 2**30:.1f} GiB to sort "
-            f"(limit {MAX_TILE_PAIRS:,} pairs and the free memory of {device}); "
-            "render at a lower resolution or with fewer or smaller Gaussians"
+            f"{num_gaussians:,} Gaussians seen by {views} of {camera.width}x{camera.height} pixels cover "
+            f"{num_pairs:,} (Gaussian, tile) pairs, needing {needed / 2**30:.1f} GiB to sort (limit "
+            f"{MAX_TILE_PAIRS:,} pairs and the free memory of {device}); render at a lower resolution "
+            "(camera.width, camera.height) or with fewer or smaller Gaussians (means, scales)"
         )
 
 
@@ -148,7 +150,7 @@ class _Rasterize(torch.autograd.Function):
             means, scales, rotations, opacities, sh_coeffs, *cam_args)
         colors = sh_colors if uses_sh else features
         num_pairs = int(tiles_touched.sum(dtype=torch.int64))
-        _check_tile_pairs(num_pairs, backend, means.device)
+        _check_tile_pairs(num_pairs, means.shape[0] // num_cameras, num_cameras, camera, backend, means.device)
         tile_ranges, sorted_ids = native.bin_and_sort(means2d, depths, tiles_touched, tile_extents, camera.width,
                                                       camera.height, num_pairs, num_cameras)
         blend_args = (tile_ranges, sorted_ids, means2d, conics, opacities, colors, depths, background,

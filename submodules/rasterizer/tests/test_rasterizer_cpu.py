@@ -9,7 +9,7 @@ from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_gra
 from gaussian_rasterizer import (Camera, DeferredFiniteCheck, RasterOutput, TilePairOverflowError, project_gaussians,
                                  rasterize_gaussians, reference)
 from gaussian_rasterizer.checks import check_inputs
-from gaussian_rasterizer.rasterize import _cpu, _expected_depth
+from gaussian_rasterizer.rasterize import BYTES_PER_TILE_PAIR, TILE_SIZE, _cpu, _expected_depth
 from gaussian_rasterizer.reference import blend_tile
 
 # float32 sums of a few dozen terms of order 1: a few ulp at most.
@@ -214,6 +214,39 @@ def test_too_many_tile_pairs_is_a_clear_error():
         rasterize_gaussians(torch.zeros(n, 3) + torch.tensor([0, 0, 4.0]), torch.full((n, 3), 20.0),
                             torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 1), 0.5), camera,
                             features=torch.ones(n, 1))
+
+
+@pytest.mark.parametrize("limit", ["pairs", "memory"])
+def test_a_tile_pair_overflow_names_the_inputs_that_set_the_count(limit, monkeypatch):
+    """Either limit, lowered to the pairs of one view of a small scene, stops a render that needs more before
+    anything is sorted, with an error that names the Gaussians, the cameras and their size; at the limit itself
+    the view renders."""
+    n, width, height = 50, 64, 48
+    gaussians = dict(means=torch.zeros(n, 3) + torch.tensor([0, 0, 4.0]), scales=torch.full((n, 3), 20.0),
+                     rotations=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), opacities=torch.full((n, 1), 0.5),
+                     features=torch.ones(n, 1), backend="cpu")
+    camera = look_at_camera(width, height)
+    # Every Gaussian is far wider than the image: it covers every tile.
+    pairs_per_view = n * math.ceil(width / TILE_SIZE) * math.ceil(height / TILE_SIZE)
+
+    def set_limit(pairs):
+        if limit == "pairs":
+            monkeypatch.setattr("gaussian_rasterizer.rasterize.MAX_TILE_PAIRS", pairs)
+        else:
+            monkeypatch.setattr("gaussian_rasterizer.rasterize.free_bytes",
+                                lambda device: pairs * BYTES_PER_TILE_PAIR["cpu"])
+
+    set_limit(pairs_per_view - 1)
+    for cameras, views, pairs in ((camera, "1 camera", pairs_per_view), ([camera] * 3, "3 cameras",
+                                                                          3 * pairs_per_view)):
+        with pytest.raises(TilePairOverflowError) as raised:
+            rasterize_gaussians(camera=cameras, **gaussians)
+        message = str(raised.value)
+        assert f"{n} Gaussians seen by {views} of {width}x{height} pixels cover {pairs:,} (Gaussian, tile) pairs" \
+            in message
+        assert "(camera.width, camera.height)" in message and "(means, scales)" in message
+    set_limit(pairs_per_view)
+    assert rasterize_gaussians(camera=camera, **gaussians).image.shape == (1, height, width)
 
 
 # ---------------------------------------------------------------------------
@@ -427,8 +460,18 @@ def test_blend_of_nothing_is_background():
     assert (depth == 0).all()
 
 
-def test_differentiable_inputs_listed():
-    assert set(DIFFERENTIABLE) >= {"means", "scales", "rotations", "opacities"}
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("colour", ["sh", "features"])
+def test_the_gradient_tests_differentiate_every_tensor_input(colour, backend):
+    """render_with_grads, which the gradient comparisons use, makes a leaf of each input that DIFFERENTIABLE
+    lists: every tensor a scene passes to the rasterizer must be among them and get a gradient, so that no
+    input's gradient goes unchecked."""
+    scene = random_scene(0, channels=None if colour == "sh" else 2)
+    _, grads = render_with_grads(rasterize_gaussians, scene, backend)
+    tensors = {name for name, value in scene.items() if isinstance(value, torch.Tensor)}
+    assert tensors <= set(DIFFERENTIABLE)
+    for name in tensors | {"world_to_camera"}:
+        assert grads[name] is not None and grads[name].abs().sum() > 0, name
 
 
 def needle_gaussian(generator):

@@ -21,7 +21,8 @@ from gaussian_rasterizer import available_backends, rasterize_gaussians
 from gaussian_rasterizer.checks import check_inputs
 from gaussian_rasterizer.rasterize import _cpu, _cuda
 
-pytestmark = pytest.mark.skipif("cuda" not in available_backends(), reason="needs a GPU and the CUDA backend")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif("cuda" not in available_backends(), reason="needs a GPU and the CUDA backend")]
 
 
 def to_cuda(scene):
