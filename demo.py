@@ -37,8 +37,8 @@ from scene.scene import Scene
 from scene.synthetic import SHARP_IMAGES_FOLDER, generate_scene, preset_config
 from training import TrainingOptions, run_training, training_options, with_cpu_scale
 from utils.errors import report_user_errors
-from utils.logs import configure_cli_logging
 from utils.images import to_uint8
+from utils.logs import configure_cli_logging
 
 PRESET = "synthetic_defocus"
 # Panels are enlarged so that the 160x120 views and their labels stay readable.

@@ -21,8 +21,8 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 from skimage.metrics import structural_similarity
+from torch.autograd.function import once_differentiable
 
 from utils.atomic_file import atomic_write
 from utils.errors import UserError, report_user_errors

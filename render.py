@@ -155,7 +155,8 @@ def rendering(args):
                 print(f"Video written to {path}")
 
         views = scene.test_cameras or scene.train_cameras
-        speed = measure_fps(views, gaussians.render_params(), background, pipe.backend, device, args.fps_warmup, args.fps_frames)
+        speed = measure_fps(views, gaussians.render_params(), background, pipe.backend, device, args.fps_warmup,
+                            args.fps_frames)
         speed.update(
             iteration=iteration,
             width=views[0].width,

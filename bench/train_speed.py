@@ -38,7 +38,15 @@ from utils.atomic_file import atomic_write
 from utils.errors import report_user_errors
 from utils.logs import configure_cli_logging
 from utils.phase_timer import (
-    BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, PHASES, RASTERIZER_BACKWARD, RASTERIZER_FORWARD, PhaseTimer,
+    BLUR_MODEL,
+    DENSIFICATION,
+    LOSS,
+    OPTIMIZER_STEP,
+    OTHER,
+    PHASES,
+    RASTERIZER_BACKWARD,
+    RASTERIZER_FORWARD,
+    PhaseTimer,
 )
 
 RUN_BLUR = {"vanilla": "none", "defocus": "defocus", "motion": "motion"}

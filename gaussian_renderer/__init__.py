@@ -1,6 +1,7 @@
 """Renders a set of Gaussians from a scene camera with our rasterizer."""
 
 import torch
+
 from gaussian_rasterizer import Camera as RasterCamera
 from gaussian_rasterizer import rasterize_gaussians
 

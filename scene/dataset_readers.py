@@ -21,8 +21,8 @@ from scene.errors import DatasetError
 from scene.readers.colmap import read_colmap
 from scene.readers.deblur_nerf import read_poses_bounds
 from scene.readers.nerf_synthetic import read_nerf_synthetic
-from utils.geometry import camera_centre, camera_to_world_matrix
 from scene.readers.views import DOWNSCALE_FACTORS, BasicPointCloud, CameraInfo, read_image
+from utils.geometry import camera_centre, camera_to_world_matrix
 
 # The public face of scene loading: callers take the records, read_image and DatasetError from here too.
 __all__ = ["BasicPointCloud", "CameraInfo", "DatasetError", "SceneInfo", "load_scene_info", "read_image",

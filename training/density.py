@@ -1,8 +1,7 @@
 """Adaptive density control: the screen-space gradient statistics each render adds, the 3DGS schedule of
 densification rounds and opacity resets, and the final pruning of what the training views barely see."""
-from collections.abc import Sequence
-
 from argparse import Namespace
+from collections.abc import Sequence
 
 from blur import prune_by_depth_scaled_opacity
 from gaussian_rasterizer import RasterOutput

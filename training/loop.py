@@ -31,7 +31,6 @@ from training.density import accumulate_densification_stats, adaptive_density_co
 from training.errors import TrainingError
 from training.options import TrainingOptions
 from utils.atomic_file import atomic_write, remove_stale_temporaries
-from utils.images import background_color
 from utils.checkpoints import (
     capture_rng_states,
     checkpoint_iterations_in,
@@ -42,7 +41,8 @@ from utils.checkpoints import (
     save_checkpoint,
     seed_everything,
 )
-from utils.phase_timer import DENSIFICATION, LOSS, NO_TIMER, OPTIMIZER_STEP, OTHER, BLUR_MODEL, NoTimer
+from utils.images import background_color
+from utils.phase_timer import BLUR_MODEL, DENSIFICATION, LOSS, NO_TIMER, OPTIMIZER_STEP, OTHER, NoTimer
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,14 @@ from scene.llff import save_poses_bounds
 from utils.geometry import rotation_matrix_to_quaternion, world_to_camera_from_centre
 
 from .camera import PinholeIntrinsics, apply_shake, forward_facing_arc, shake_trajectory
-from .config import (LENS_BLUR_TYPES, OUT_OF_FAMILY_SCENES, SHAKING_BLUR_TYPES, SUITE_BLUR_TYPES, SyntheticSceneError,
-                     preset_config)
+from .config import (
+    LENS_BLUR_TYPES,
+    OUT_OF_FAMILY_SCENES,
+    SHAKING_BLUR_TYPES,
+    SUITE_BLUR_TYPES,
+    SyntheticSceneError,
+    preset_config,
+)
 from .imaging import linear_to_srgb8, mean_gradient_magnitude, write_png
 from .layouts import FOCUS_RANGE, LAYOUTS, NEAREST_OBJECT_DEPTH, build_scene
 from .primitives import json_numbers
