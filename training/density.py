@@ -17,6 +17,8 @@ def accumulate_densification_stats(gaussians: GaussianModel, outputs: Sequence[R
     counts the moments of a motion-blurred image."""
     denom_before = gaussians.denom.clone()
     for output in outputs:
+        if output.means2d.grad is None:
+            raise RuntimeError("the renders have no screen-space gradients: call backward() on the loss first")
         gaussians.add_densification_stats(output.means2d.grad, output.radii, camera.width, camera.height)
     if len(outputs) > 1:
         gaussians.denom = denom_before + (gaussians.denom - denom_before) / len(outputs)
