@@ -14,12 +14,12 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC := $(CUDA_HOME)/bin/nvcc
 export CUDA_HOME
 
-.PHONY: demo test quick setup browser native-test python-test bench bench-data gpu-wheels gpu-check clean
+.PHONY: demo test quick setup lint browser native-test python-test bench bench-data gpu-wheels gpu-check clean
 
 demo: setup
 	$(PY) demo.py --out output/demo
 
-test: setup native-test python-test
+test: setup lint native-test python-test
 
 setup: $(VENV)/.rasterizer-stamp
 
@@ -38,6 +38,12 @@ $(VENV)/.deps-stamp: requirements.txt $(VENV)/.torch-stamp
 $(VENV)/.rasterizer-stamp: $(RASTERIZER_SOURCES) $(VENV)/.deps-stamp
 	$(PIP) install --no-build-isolation $(RASTERIZER)
 	touch $@
+
+# ruff (pyflakes, pycodestyle, import order) over every file, then mypy over every module but the tests; both
+# read their settings from pyproject.toml, and mypy keeps its cache in .mypy_cache/.
+lint: $(VENV)/.deps-stamp
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # Compiles every CUDA source with nvcc (sm_80, sm_90) and runs the C++ tests
 # of the shared math header. Without a CUDA toolkit only the C++ tests run.

@@ -1,8 +1,9 @@
 """Command-line parameter groups shared by train.py and render.py, with the option names of the original 3DGS."""
 
 import ast
+import builtins
 import os
-from argparse import SUPPRESS, Namespace
+from argparse import SUPPRESS, ArgumentParser, Namespace, _ArgumentGroup
 from dataclasses import dataclass
 
 import torch
@@ -19,11 +20,12 @@ class Option:
     name: str
     default: object
     help: str
-    short: str = None
-    type: type = None
-    choices: tuple = None
+    short: str | None = None
+    # builtins.type: in the class body, type names this field once it is assigned.
+    type: builtins.type | None = None
+    choices: tuple | None = None
 
-    def add_to(self, group, suppress_default):
+    def add_to(self, group: _ArgumentGroup, suppress_default: bool) -> None:
         flags = ([f"-{self.short}"] if self.short else []) + [f"--{self.name}"]
         # Suppressed defaults leave unset options out of the namespace, so that values read from a
         # trained model's cfg_args are only overridden by what the user actually typed.
@@ -39,20 +41,20 @@ class Option:
 
 class ParamGroup:
     title = ""
-    options = ()
+    options: tuple[Option, ...] = ()
 
-    def __init__(self, parser, suppress_defaults=False):
+    def __init__(self, parser: ArgumentParser, suppress_defaults: bool = False):
         group = parser.add_argument_group(self.title)
         for option in self.options:
             option.add_to(group, suppress_defaults)
 
     @classmethod
-    def extract(cls, args):
+    def extract(cls, args: Namespace) -> Namespace:
         """The group's options as their own namespace, taking defaults for options absent from args."""
         return Namespace(**{option.name: getattr(args, option.name, option.default) for option in cls.options})
 
 
-def default_device():
+def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -122,7 +124,7 @@ class OptimizationParams(ParamGroup):
     )
 
 
-def read_cfg_args(model_path):
+def read_cfg_args(model_path: str) -> Namespace:
     """The namespace train.py stored in <model_path>/cfg_args (a Namespace repr, as the original 3DGS writes)."""
     path = os.path.join(model_path, "cfg_args")
     if not os.path.isfile(path):
@@ -133,6 +135,11 @@ def read_cfg_args(model_path):
         call = ast.parse(text.strip(), mode="eval").body
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Namespace"):
             raise ValueError("expected Namespace(...)")
-        return Namespace(**{keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords})
+        values = {}
+        for keyword in call.keywords:
+            if keyword.arg is None:
+                raise ValueError("expected name=value arguments, got **")
+            values[keyword.arg] = ast.literal_eval(keyword.value)
+        return Namespace(**values)
     except (SyntaxError, ValueError) as error:
         raise ConfigFileError(f"{path}: not a Namespace(...) of plain values ({error})") from error

@@ -37,8 +37,8 @@ from scene.scene import Scene
 from scene.synthetic import SHARP_IMAGES_FOLDER, generate_scene, preset_config
 from training import TrainingOptions, run_training, training_options, with_cpu_scale
 from utils.errors import report_user_errors
-from utils.logs import configure_cli_logging
 from utils.images import to_uint8
+from utils.logs import configure_cli_logging
 
 PRESET = "synthetic_defocus"
 # Panels are enlarged so that the 160x120 views and their labels stay readable.
@@ -86,9 +86,9 @@ def input_blur_psnr(scene_folder, cameras):
     """Mean PSNR of the blurry training photos against their sharp truth: how blurred the inputs are."""
     values = []
     for camera in cameras:
-        sharp = read_image(os.path.join(scene_folder, SHARP_IMAGES_FOLDER, camera.image_name), background=None)
-        sharp = torch.from_numpy(sharp).permute(2, 0, 1)
-        values.append(float(metrics.psnr_per_channel(camera.original_image, sharp)))
+        path = os.path.join(scene_folder, SHARP_IMAGES_FOLDER, camera.image_name)
+        sharp = torch.from_numpy(read_image(path, background=None)).permute(2, 0, 1)
+        values.append(float(metrics.psnr_per_channel(camera.ground_truth(), sharp)))
     return float(np.mean(values))
 
 
@@ -100,12 +100,13 @@ def evaluate_and_illustrate(scene_folder, options: TrainingOptions, out):
         gaussians = GaussianModel(dataset.sh_degree, dataset.device)
         scene = Scene(dataset, gaussians, load_iteration=-1)
         iteration = scene.loaded_iter
+        assert iteration is not None  # load_iteration=-1 reads the latest saved Gaussians
         background = torch.zeros(3)
         params = gaussians.render_params()
         pairs = {}
         for camera in scene.test_cameras:
             pairs[camera.image_name] = (render(camera, params, background, pipe.backend).image.clamp(0.0, 1.0),
-                                        camera.original_image)
+                                        camera.ground_truth())
         per_view = metrics.evaluate_images(pairs)
     with open(os.path.join(model_path, f"results_{iteration}.json")) as file:
         train_seconds = json.load(file)["train_seconds"]
@@ -120,7 +121,7 @@ def evaluate_and_illustrate(scene_folder, options: TrainingOptions, out):
         nearest = nearest_camera(camera, scene.train_cameras)
         scores = per_view[camera.image_name]["deblur_nerf"]
         panels = [
-            labelled_panel(to_uint8(nearest.original_image), f"blurry input (nearest view {nearest.image_name})"),
+            labelled_panel(to_uint8(nearest.ground_truth()), f"blurry input (nearest view {nearest.image_name})"),
             labelled_panel(rendering, f"our sharp render, {scores['psnr']:.2f} dB"),
             labelled_panel(ground_truth, f"ground truth {camera.image_name}"),
         ]

@@ -16,13 +16,15 @@ import os
 import re
 import sys
 from argparse import ArgumentParser
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 from skimage.metrics import structural_similarity
+from torch.autograd.function import once_differentiable
 
 from utils.atomic_file import atomic_write
 from utils.errors import UserError, report_user_errors
@@ -44,24 +46,24 @@ class MetricsError(UserError, ValueError):
 
 # ---- PSNR and SSIM ----
 
-def psnr(img1, img2):
+def psnr(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
     """PSNR in dB from the mean squared error over every pixel and channel (3DGS protocol), images in [0, 1]."""
     return 10.0 * torch.log10(1.0 / ((img1 - img2) ** 2).mean())
 
 
-def psnr_per_channel(img1, img2):
+def psnr_per_channel(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
     """Mean over channels of each channel's PSNR in dB (Deblur-NeRF protocol); (C, H, W) images in [0, 1]."""
     channel_mse = ((img1 - img2) ** 2).flatten(start_dim=-2).mean(dim=-1)
     return (10.0 * torch.log10(1.0 / channel_mse)).mean(dim=-1)
 
 
-def gaussian_profile(size, sigma, like):
+def gaussian_profile(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
     coordinates = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     profile = torch.exp(-coordinates ** 2 / (2 * sigma ** 2))
     return profile / profile.sum()
 
 
-def gaussian_blur(images, window_size, sigma):
+def gaussian_blur(images: torch.Tensor, window_size: int, sigma: float) -> torch.Tensor:
     """Each channel of (N, C, H, W) images convolved with the normalised window_size x window_size Gaussian window
     of standard deviation sigma, borders zero-padded. The window is symmetric, so this is its own adjoint."""
     channels = images.shape[1]
@@ -124,7 +126,7 @@ class _SSIMMap(torch.autograd.Function):
         return grads[0], grads[1], None, None
 
 
-def ssim_map(img1, img2, window_size=11, sigma=1.5):
+def ssim_map(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel SSIM of (C, H, W) or (N, C, H, W) images in [0, 1] (Gaussian window, zero-padded borders)."""
     batched = img1.dim() == 4
     if not batched:
@@ -133,19 +135,19 @@ def ssim_map(img1, img2, window_size=11, sigma=1.5):
     return result if batched else result.squeeze(0)
 
 
-def ssim(img1, img2):
+def ssim(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
     """Mean SSIM with an 11x11 Gaussian window (sigma 1.5), differentiable: the 3DGS training loss and metric."""
     return ssim_map(img1, img2).mean()
 
 
-def ssim_skimage(img1, img2):
+def ssim_skimage(img1: torch.Tensor, img2: torch.Tensor) -> float:
     """SSIM as the deblurring papers compute it: scikit-image on the (C, H, W) colour images, data_range 1."""
     return float(structural_similarity(
         to_numpy_hwc(img1), to_numpy_hwc(img2), channel_axis=-1, data_range=1.0
     ))
 
 
-def to_numpy_hwc(image):
+def to_numpy_hwc(image: torch.Tensor) -> np.ndarray:
     return image.detach().to(dtype=torch.float64, device="cpu").permute(1, 2, 0).numpy()
 
 
@@ -171,7 +173,11 @@ class LPIPS(torch.nn.Module):
     package's full model state_dict, with net.sliceK.N.* backbone keys, is accepted too).
     """
 
-    def __init__(self, weights_path, backbone_path=None):
+    # (1, 3, 1, 1) buffers: LPIPS_SHIFT and LPIPS_SCALE
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, weights_path: str | os.PathLike, backbone_path: str | os.PathLike | None = None):
         super().__init__()
         state = load_state_dict(weights_path)
         if backbone_path is not None:
@@ -199,7 +205,7 @@ class LPIPS(torch.nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def features(self, image):
+    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
         """The five ReLU outputs LPIPS compares (after conv1 .. conv5; max pooling follows conv1, conv2)."""
         x = ((image * 2.0 - 1.0) - self.shift) / self.scale
         outputs = []
@@ -210,7 +216,7 @@ class LPIPS(torch.nn.Module):
             outputs.append(x)
         return outputs
 
-    def forward(self, img1, img2):
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         """Distance of (3, H, W) or (N, 3, H, W) images in [0, 1]: a scalar, or one value per image."""
         batched = img1.dim() == 4
         if not batched:
@@ -219,7 +225,7 @@ class LPIPS(torch.nn.Module):
             raise MetricsError(
                 f"LPIPS needs RGB images of at least {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got {tuple(img1.shape)}"
             )
-        distance = 0.0
+        distance = img1.new_zeros(img1.shape[0])
         for head, features1, features2 in zip(self.heads, self.features(img1), self.features(img2)):
             # Unit-length feature vectors per pixel; the small constant keeps all-zero activations finite.
             unit1 = features1 / (features1.norm(dim=1, keepdim=True) + 1e-10)
@@ -228,13 +234,13 @@ class LPIPS(torch.nn.Module):
         return distance if batched else distance.squeeze(0)
 
 
-def load_state_dict(path):
+def load_state_dict(path: str | os.PathLike) -> dict:
     if not os.path.isfile(path):
         raise MetricsError(f"{path}: LPIPS weights file not found")
     return load_torch_file(path, MetricsError, "not a readable torch weights file")
 
 
-def assign(module, name, value, key, sources):
+def assign(module: torch.nn.Module, name: str, value: object, key: str, sources: str | os.PathLike) -> None:
     expected = getattr(module, name).shape
     if value is None:
         raise MetricsError(f"{sources}: missing LPIPS/AlexNet weight {key}")
@@ -246,7 +252,9 @@ def assign(module, name, value, key, sources):
 
 # ---- evaluation and results ----
 
-def evaluate_images(pairs, lpips_weights=None):
+def evaluate_images(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                    lpips_weights: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                    ) -> dict[str, dict[str, Any]]:
     """Score each (rendering, ground truth) pair of (3, H, W) images in [0, 1], given as {view name: pair}.
 
     Returns {view name: {"3dgs": {...}, "deblur_nerf": {...}}}, each protocol with psnr, ssim and lpips; without
@@ -256,7 +264,7 @@ def evaluate_images(pairs, lpips_weights=None):
     lpips = None
     if lpips_weights is not None:
         lpips = LPIPS(lpips_weights) if isinstance(lpips_weights, (str, os.PathLike)) else LPIPS(*lpips_weights)
-    per_view = {}
+    per_view: dict[str, dict[str, Any]] = {}
     with torch.no_grad():
         for name, (image, gt_image) in pairs.items():
             if image.shape != gt_image.shape or image.dim() != 3:
@@ -282,10 +290,10 @@ def evaluate_images(pairs, lpips_weights=None):
     return per_view
 
 
-def mean_scores(per_view):
+def mean_scores(per_view: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Each metric averaged over the views (None when a view lacks it)."""
     views = list(per_view.values())
-    mean = {}
+    mean: dict[str, Any] = {}
     for protocol in PROTOCOLS:
         mean[protocol] = {}
         for metric in ("psnr", "ssim", "lpips"):
@@ -297,7 +305,7 @@ def mean_scores(per_view):
     return mean
 
 
-def json_safe(value):
+def json_safe(value: Any) -> Any:
     """Infinite PSNRs (identical images) become null: JSON has no infinity."""
     if isinstance(value, dict):
         return {key: json_safe(item) for key, item in value.items()}
@@ -306,7 +314,8 @@ def json_safe(value):
     return value
 
 
-def write_results(path, per_view, iteration, num_gaussians, train_seconds):
+def write_results(path: str, per_view: Mapping[str, Mapping[str, Any]], iteration: int, num_gaussians: int | None,
+                  train_seconds: float | None) -> None:
     """Write the mean and per-view scores with the run's iteration, Gaussian count and training time (seconds,
     None when unknown) to path as JSON, atomically: readers never see a partial file."""
     if not per_view:
@@ -326,7 +335,7 @@ def write_results(path, per_view, iteration, num_gaussians, train_seconds):
 
 # ---- command line ----
 
-def read_rgb(path):
+def read_rgb(path: str) -> torch.Tensor:
     try:
         image = iio.imread(path)
     except Exception as error:
@@ -336,7 +345,7 @@ def read_rgb(path):
     return torch.from_numpy(image[:, :, :3].astype(np.float32) / 255.0).permute(2, 0, 1)
 
 
-def rendered_iterations(model_path):
+def rendered_iterations(model_path: str) -> list[int]:
     folder = os.path.join(model_path, "test")
     if not os.path.isdir(folder):
         return []
@@ -344,7 +353,7 @@ def rendered_iterations(model_path):
                   if match)
 
 
-def point_count(model_path, iteration):
+def point_count(model_path: str, iteration: int) -> int | None:
     """Vertex count from the header of the saved point cloud, or None when it was not saved."""
     path = os.path.join(model_path, "point_cloud", f"iteration_{iteration}", "point_cloud.ply")
     if not os.path.isfile(path):
@@ -359,7 +368,7 @@ def point_count(model_path, iteration):
     raise MetricsError(f"{path}: no vertex count in the PLY header")
 
 
-def recorded_train_seconds(model_path, iteration):
+def recorded_train_seconds(model_path: str, iteration: int) -> float | None:
     """Training time recorded by train.py in results_<iteration>.json, or None."""
     path = os.path.join(model_path, f"results_{iteration}.json")
     try:
@@ -369,7 +378,8 @@ def recorded_train_seconds(model_path, iteration):
         return None
 
 
-def evaluate_model(model_path, iteration=None, lpips_weights=None):
+def evaluate_model(model_path: str, iteration: int | None = None,
+                   lpips_weights: str | tuple[str, str] | None = None) -> str:
     """Score <model_path>/test/ours_<iteration> (default: the latest rendered) and write <model_path>/results.json;
     returns the path written."""
     available = rendered_iterations(model_path)
@@ -410,10 +420,10 @@ def lpips_weights_argument(paths: list[str] | None) -> str | tuple[str, str] | N
     for path in paths:
         if not os.path.isfile(path):
             raise MetricsError(f"--lpips_weights: {path} is not a file")
-    return paths[0] if len(paths) == 1 else tuple(paths)
+    return paths[0] if len(paths) == 1 else (paths[0], paths[1])
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     configure_cli_logging()
     parser = ArgumentParser(description="Score rendered test views under the 3DGS and Deblur-NeRF protocols")
     parser.add_argument("--model_paths", "-m", nargs="+", action="extend", required=True,

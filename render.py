@@ -8,6 +8,7 @@ interactively in the browser.
 import json
 import os
 from argparse import ArgumentParser, Namespace
+from typing import Any
 
 import imageio
 import imageio.v3 as iio
@@ -36,7 +37,7 @@ def render_set(model_path, split, iteration, cameras, gaussians, background, bac
     params = gaussians.render_params()
     for index, camera in enumerate(tqdm(cameras, desc=f"Rendering {split} views")):
         rendering = to_uint8(render(camera, params, background, backend).image)
-        ground_truth = to_uint8(camera.original_image)
+        ground_truth = to_uint8(camera.ground_truth())
         name = f"{index:05d}.png"
         iio.imwrite(os.path.join(folders["renders"], name), rendering)
         iio.imwrite(os.path.join(folders["gt"], name), ground_truth)
@@ -48,7 +49,9 @@ def render_video(path, cameras, gaussians, background, backend, fps):
     params = gaussians.render_params()
     with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=2) as writer:
         for camera in tqdm(cameras, desc="Video"):
-            writer.append_data(to_uint8(render(camera, params, background, backend).image))
+            frame = to_uint8(render(camera, params, background, backend).image)
+            # imageio's stubs type the writer that `with` gives as the base class, which lacks append_data.
+            writer.append_data(frame)  # type: ignore[attr-defined]
 
 
 # ---- speed ----------------------------------------------------------------------------------------------------------
@@ -155,7 +158,8 @@ def rendering(args):
                 print(f"Video written to {path}")
 
         views = scene.test_cameras or scene.train_cameras
-        speed = measure_fps(views, gaussians.render_params(), background, pipe.backend, device, args.fps_warmup, args.fps_frames)
+        speed: dict[str, Any] = measure_fps(views, gaussians.render_params(), background, pipe.backend, device,
+                                            args.fps_warmup, args.fps_frames)
         speed.update(
             iteration=iteration,
             width=views[0].width,

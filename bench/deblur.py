@@ -44,6 +44,7 @@ import shlex
 import sys
 from argparse import ArgumentParser
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -237,7 +238,7 @@ def measure_render_speeds(rows, runs_options, iterations, fps_frames):
             gaussians = GaussianModel(dataset.sh_degree, dataset.device)
             scene = Scene(dataset, gaussians, load_iteration=iterations)
             models.append((gaussians, scene.test_cameras, pipe.backend, torch.device(dataset.device)))
-        turns = {index: [] for index in range(len(models))}
+        turns: dict[int, list[float]] = {index: [] for index in range(len(models))}
         for _ in range(FPS_TURNS):
             for index, (gaussians, cameras, backend, device) in enumerate(models):
                 background = torch.zeros(3, device=device)
@@ -321,7 +322,7 @@ def scene_table(rows):
     """Per scene (in the order of rows): its blur, family and departures, the PSNR of vanilla, of the ceiling and
     of each other method under both protocols, and each method's recovered fraction (None without a vanilla and a
     ceiling row, or without headroom between them)."""
-    table = {}
+    table: dict[str, dict[str, Any]] = {}
     for row in rows:
         entry = table.setdefault(row["scene"], {"blur": row["blur"], "family": row["family"],
                                                 "departures": row["departures"], "vanilla": None, "ceiling": None,
@@ -346,7 +347,7 @@ def summarise_families(table):
     """Per blur type and family ("<blur>/<family>/<method>") and per family over every blur type
     ("all/<family>/<method>"): the scenes where the method has a recovered fraction, and its mean there under both
     protocols, with the mean PSNR gain over vanilla on the same scenes."""
-    groups = {}
+    groups: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
     for scene, entry in table.items():
         for method, result in entry["methods"].items():
             if result["recovered_fraction"]["deblur_nerf"] is None:
@@ -510,7 +511,7 @@ def run_benchmark(args, iterations):
     rows = []
     json_path = os.path.join(args.out, "deblur_bench.json")
     markdown_path = os.path.join(args.out, "deblur_bench.md")
-    scene_runs = {}
+    scene_runs: dict[str, list[tuple[str, TrainingOptions]]] = {}
     for scene_name, folder, description in scenes:
         scene_runs[scene_name] = []
         for method in methods + reference_methods:

@@ -144,7 +144,7 @@ def pytest_outcomes(log_path):
     outcomes = {name: outcome for name, outcome in re.findall(rf"^\S+?::(.+?) ({OUTCOMES})\b", text, re.MULTILINE)}
     outcomes.update({name: outcome for outcome, name in
                      re.findall(rf"^\[gw\d+\] \[\s*\d+%\] ({OUTCOMES}) \S+?::(.+?)\s*$", text, re.MULTILINE)})
-    counts = {}
+    counts: dict[str, int] = {}
     for outcome in outcomes.values():
         counts[outcome.lower()] = counts.get(outcome.lower(), 0) + 1
     failed = [name for name, outcome in outcomes.items() if outcome in ("FAILED", "ERROR")]
@@ -362,7 +362,7 @@ def main():
         steps.append(created)
         return created
 
-    steps = []
+    steps: list[Step] = []
     environment = step("environment")
     unavailable = probe_environment(environment, child_environment(out_dir))
     env = child_environment(out_dir, environment.details.get("capability"))

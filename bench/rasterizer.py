@@ -74,6 +74,7 @@ def gsplat_renderer(scene, view, intrinsics):
     tiles, 0.3 px^2 added to every screen covariance, SH colours offset by 0.5 and clamped at 0, a black
     background, and colour, expected depth and alpha all rendered. Per-Gaussian (unpacked) buffers, as ours."""
     import gsplat
+
     from gaussian_rasterizer import Camera
 
     camera = Camera(view, **intrinsics)
@@ -145,7 +146,8 @@ def print_table(results):
     by_key = {(r["backend"], r["workload"]): r["forward_ms"] + r["backward_ms"] for r in results}
     for (backend, workload), total in sorted(by_key.items()):
         if backend != "reference" and ("reference", workload) in by_key:
-            print(f"{backend} is {by_key[('reference', workload)] / total:.0f}x faster than the reference on {workload}")
+            speedup = by_key[("reference", workload)] / total
+            print(f"{backend} is {speedup:.0f}x faster than the reference on {workload}")
         if backend == "cuda" and ("gsplat", workload) in by_key:
             print(f"cuda / gsplat time on {workload}: {total / by_key[('gsplat', workload)]:.2f}")
 

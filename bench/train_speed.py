@@ -38,7 +38,15 @@ from utils.atomic_file import atomic_write
 from utils.errors import report_user_errors
 from utils.logs import configure_cli_logging
 from utils.phase_timer import (
-    BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, PHASES, RASTERIZER_BACKWARD, RASTERIZER_FORWARD, PhaseTimer,
+    BLUR_MODEL,
+    DENSIFICATION,
+    LOSS,
+    OPTIMIZER_STEP,
+    OTHER,
+    PHASES,
+    RASTERIZER_BACKWARD,
+    RASTERIZER_FORWARD,
+    PhaseTimer,
 )
 
 RUN_BLUR = {"vanilla": "none", "defocus": "defocus", "motion": "motion"}
@@ -72,7 +80,7 @@ def timed_training(source, blur, device, iterations, warmup, train_args=(), seed
         explicit.update({name: full[name] for name in SCHEDULE_OPTIONS})
         options = training_options({**explicit, **extra, "iterations": warmup + iterations})
         # Nothing is saved, scored or checkpointed: only the training step is timed.
-        nothing = frozenset()
+        nothing: frozenset[int] = frozenset()
         options = dataclasses.replace(options, run=dataclasses.replace(
             options.run, test_iterations=nothing, save_iterations=nothing, checkpoint_iterations=nothing,
             checkpoint_interval=0))

@@ -2,11 +2,14 @@
 points over the scene, colours them from their nearest Gaussians, and restarts every Gaussian from its
 initial shape."""
 
+from argparse import Namespace
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.neighbors import NearestNeighbors
 
-from scene.gaussian_model import inverse_sigmoid, mean_squared_distance_to_neighbours
+from scene.gaussian_model import GaussianModel, inverse_sigmoid, mean_squared_distance_to_neighbours
 from utils.errors import UserError
 
 COLOR_WEIGHTINGS = ("distance", "inverse_distance")
@@ -22,7 +25,7 @@ class AugmentationError(UserError, ValueError):
     """Points that cannot be augmented: too few, or not finite."""
 
 
-def robust_bounds(points):
+def robust_bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-axis (lower, upper) of points (P, 3) ignoring the ROBUST_BOUND_RANK - 1 most extreme values on each
     side (fewer for small point sets)."""
     ordered = np.sort(points, axis=0)
@@ -30,13 +33,14 @@ def robust_bounds(points):
     return ordered[rank - 1], ordered[len(points) - rank]
 
 
-def augmentation_count(points, rate, max_points):
+def augmentation_count(points: np.ndarray, rate: float, max_points: int) -> int:
     """N_p: the volume of the points' bounding box in cells of side rate, at most max_points."""
     volume = float(np.prod(points.max(axis=0) - points.min(axis=0)))
     return int(min(volume / rate**3, max_points))
 
 
-def neighbour_weights(new_points, existing_points, neighbours, max_distance, weighting):
+def neighbour_weights(new_points: np.ndarray, existing_points: np.ndarray, neighbours: int, max_distance: float,
+                      weighting: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each new point, its `neighbours` nearest existing points closer than max_distance and their colour
     weights (summing to 1).
 
@@ -65,8 +69,9 @@ def neighbour_weights(new_points, existing_points, neighbours, max_distance, wei
     return keep, indices, weights
 
 
-def augment_points(gaussians, initial_points, opt, neighbours=4, max_distance=2.0, rate=1.1, max_points=200_000,
-                   color_weighting="distance"):
+def augment_points(gaussians: GaussianModel, initial_points: ArrayLike, opt: Namespace, neighbours: int = 4,
+                   max_distance: float = 2.0, rate: float = 1.1, max_points: int = 200_000,
+                   color_weighting: str = "distance") -> tuple[int, int]:
     """Add KNN-coloured points to gaussians, then reset every Gaussian and the optimizer.
 
     N_p = augmentation_count(initial_points) points are drawn uniformly (from torch's generator) in the robust
@@ -92,13 +97,14 @@ def augment_points(gaussians, initial_points, opt, neighbours=4, max_distance=2.
     device = gaussians.device
     existing_means = gaussians.get_xyz.detach()
     existing_features = gaussians.get_features.detach()
-    keep, indices, weights = neighbour_weights(samples, existing_means.cpu().numpy(), neighbours, max_distance,
-                                               color_weighting)
-    indices = torch.from_numpy(indices).to(device)
-    weights = torch.from_numpy(weights).to(device=device, dtype=existing_features.dtype)
+    keep, neighbour_indices, neighbour_colour_weights = neighbour_weights(
+        samples, existing_means.cpu().numpy(), neighbours, max_distance, color_weighting)
+    indices = torch.from_numpy(neighbour_indices).to(device)
+    weights = torch.from_numpy(neighbour_colour_weights).to(device=device, dtype=existing_features.dtype)
     # One gather per neighbour rank rather than one (Q, K, coefficients, 3) block: memory stays linear in Q.
-    new_features = sum(weights[:, rank, None, None] * existing_features[indices[:, rank]]
-                       for rank in range(indices.shape[1]))
+    new_features = existing_features.new_zeros((len(indices), *existing_features.shape[1:]))
+    for rank in range(indices.shape[1]):
+        new_features += weights[:, rank, None, None] * existing_features[indices[:, rank]]
     new_means = torch.tensor(samples[keep], dtype=existing_means.dtype, device=device)
 
     means = torch.cat([existing_means, new_means])
@@ -107,7 +113,8 @@ def augment_points(gaussians, initial_points, opt, neighbours=4, max_distance=2.
     return count, len(new_means)
 
 
-def reset_to_initial_shape(gaussians, means, features, opt):
+def reset_to_initial_shape(gaussians: GaussianModel, means: torch.Tensor, features: torch.Tensor,
+                           opt: Namespace) -> None:
     """Replace the Gaussians by ones at means (N, 3) with SH coefficients features (N, K, 3) in the shape a
     freshly initialised model has, and restart their optimizer."""
     squared_spacing = np.maximum(mean_squared_distance_to_neighbours(means.cpu().numpy()), MIN_SQUARED_SPACING)

@@ -10,11 +10,14 @@ Like the MLP, it only runs during training: test views and render.py render the 
 """
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
 
 from blur.model import HIDDEN_WIDTH, VIEW_FREQUENCIES, BlurredRendering, encoded_size, positional_encoding
+from scene.cameras import Camera
+from scene.gaussian_model import GaussianParams
 from utils.geometry import quaternion_product, quaternion_to_rotation_matrix
 
 PATH_DEGREE = 3
@@ -27,19 +30,20 @@ SHAKE_UNIT = 0.01
 INITIAL_PATH_SCALE = 0.01
 
 
-def exposure_times(count):
+def exposure_times(count: int) -> torch.Tensor:
     """The midpoints of count equal parts of the exposure [-1, 1]. For odd count one of them is 0, the given
     mid-exposure pose."""
     return (2.0 * torch.arange(count, dtype=torch.float32) + 1.0) / count - 1.0
 
 
-def rotation_quaternion(rotation_vector):
+def rotation_quaternion(rotation_vector: torch.Tensor) -> torch.Tensor:
     """The unit quaternion (w, x, y, z) of a rotation about rotation_vector (3,) by 2 atan(|v| / 2), which is |v|
     to third order. Unlike the exponential map it is smooth at zero, where every path starts."""
     return nn.functional.normalize(torch.cat([rotation_vector.new_ones(1), 0.5 * rotation_vector]), dim=0)
 
 
-def rigidly_moved(params, camera, rotation_vector, translation):
+def rigidly_moved(params: GaussianParams, camera: Camera, rotation_vector: torch.Tensor,
+                  translation: torch.Tensor) -> GaussianParams:
     """params as camera sees them after it rotates by rotation_vector and moves by translation, both in its own
     frame: the Gaussians moved by the inverse motion, seen from the unmoved camera.
 
@@ -68,25 +72,25 @@ class CameraShake(BlurredRendering):
     """
 
     mode = "motion"
+    times: torch.Tensor  # (num_moments + 1,) buffer: the sample times in [-1, 1]
 
-    def __init__(self, num_moments=4):
+    def __init__(self, num_moments: int = 4):
         super().__init__()
         if isinstance(num_moments, bool) or not isinstance(num_moments, int) or num_moments < 1:
             raise ValueError(f"num_moments must be a positive integer, got {num_moments!r}")
         self.num_moments = num_moments
-        self.path_network = nn.Sequential(
-            nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH), nn.ReLU(),
-            nn.Linear(HIDDEN_WIDTH, PATH_DEGREE * 6),
-        )
-        nn.init.normal_(self.path_network[-1].weight, std=INITIAL_PATH_SCALE)
-        nn.init.zeros_(self.path_network[-1].bias)
+        path_input = nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH)
+        path_output = nn.Linear(HIDDEN_WIDTH, PATH_DEGREE * 6)
+        self.path_network = nn.Sequential(path_input, nn.ReLU(), path_output)
+        nn.init.normal_(path_output.weight, std=INITIAL_PATH_SCALE)
+        nn.init.zeros_(path_output.bias)
         self.register_buffer("times", exposure_times(num_moments + 1), persistent=False)
 
     @property
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         return {"num_moments": self.num_moments, "camera_shake": True}
 
-    def path(self, camera):
+    def path(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
         """The camera's (rotation vectors, translations), each (num_moments + 1, 3), at the sample times."""
         view = positional_encoding(camera.camera_center.detach().reshape(1, 3), VIEW_FREQUENCIES)
         coefficients = SHAKE_UNIT * self.path_network(view).view(PATH_DEGREE, 6)
@@ -94,7 +98,7 @@ class CameraShake(BlurredRendering):
         poses = powers @ coefficients
         return poses[:, :3], poses[:, 3:]
 
-    def blurred_params(self, params, camera):
+    def blurred_params(self, params: GaussianParams, camera: Camera) -> list[GaussianParams]:
         """The num_moments + 1 rigidly moved copies of params that camera's blurry photo is the mean of."""
         rotation_vectors, translations = self.path(camera)
         return [

@@ -6,12 +6,17 @@ sharp and render exactly as fast as vanilla 3DGS.
 """
 
 import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from gaussian_rasterizer import project_gaussians
+from gaussian_rasterizer import RasterOutput, project_gaussians
 from gaussian_renderer import raster_camera, render_moments
+from scene.cameras import Camera
+from scene.gaussian_model import GaussianParams
 
 BLUR_MODES = ("defocus", "motion")
 POSITION_FREQUENCIES = 3
@@ -29,7 +34,7 @@ LENS_INITIAL_FOCUS = 0.75
 MIN_LENS_DEPTH = 1e-3
 
 
-def positional_encoding(x, frequencies):
+def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
     """NeRF's encoding of (..., D) values: x itself, then sin(2^k x) and cos(2^k x) for k < frequencies,
     giving (..., D * (1 + 2 * frequencies))."""
     bands = 2.0 ** torch.arange(frequencies, dtype=x.dtype, device=x.device)
@@ -38,26 +43,38 @@ def positional_encoding(x, frequencies):
     return torch.cat([x, periodic.flatten(start_dim=-3)], dim=-1)
 
 
-def encoded_size(dimensions, frequencies):
+def encoded_size(dimensions: int, frequencies: int) -> int:
     return dimensions * (1 + 2 * frequencies)
 
 
-def input_size():
+def input_size() -> int:
     """Encoded position, encoded camera centre, scale (3) and quaternion (4): 21 + 63 + 7 = 91."""
     return encoded_size(3, POSITION_FREQUENCIES) + encoded_size(3, VIEW_FREQUENCIES) + 3 + 4
 
 
-def initialise_linear(layer):
+def initialise_linear(layer: nn.Linear) -> None:
     gain = SMALL_HEAD_GAIN if layer.out_features <= SMALL_HEAD_OUTPUTS else 1.0
     nn.init.xavier_normal_(layer.weight, gain=gain)
     nn.init.zeros_(layer.bias)
 
 
-class BlurredRendering(nn.Module):
+class BlurredRendering(nn.Module, ABC):
     """A blur model: blurred_params(params, camera) gives the Gaussians whose renders, averaged, make camera's
     blurry photo."""
 
-    def blurred_render(self, camera, params, background, backend="auto"):
+    mode: str  # the blur it models: one of BLUR_MODES
+
+    @abstractmethod
+    def blurred_params(self, params: GaussianParams, camera: Camera) -> list[GaussianParams]:
+        """The Gaussians to render for camera's blurry photo, one set per render."""
+
+    @property
+    @abstractmethod
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor's arguments, as blur.storage saves them with the weights."""
+
+    def blurred_render(self, camera: Camera, params: GaussianParams, background: torch.Tensor,
+                       backend: str = "auto") -> torch.Tensor:
         """The (3, H, W) image compared with camera's blurry photo in training."""
         return mean_image(render_moments(camera, self.blurred_params(params, camera), background, backend))
 
@@ -87,8 +104,9 @@ class BlurModel(BlurredRendering):
 
     """
 
-    def __init__(self, mode, num_moments=4, lambda_s=0.01, lambda_p=0.01, max_clamp=1.1, normalize_rotations=False,
-                 initial_scale_factor=None, lens_blur=False):
+    def __init__(self, mode: str, num_moments: int = 4, lambda_s: float = 0.01, lambda_p: float = 0.01,
+                 max_clamp: float = 1.1, normalize_rotations: bool = False, initial_scale_factor: float | None = None,
+                 lens_blur: bool = False):
         super().__init__()
         if mode not in BLUR_MODES:
             raise ValueError(f"blur mode must be one of {', '.join(BLUR_MODES)}, got {mode!r}")
@@ -126,24 +144,25 @@ class BlurModel(BlurredRendering):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 initialise_linear(module)
-        self.lens_network = None
+        self.lens_network: nn.Sequential | None = None
         if self.lens_blur:
-            self.lens_network = nn.Sequential(nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH), nn.ReLU(),
-                                      nn.Linear(HIDDEN_WIDTH, 2))
+            lens_input = nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH)
+            lens_output = nn.Linear(HIDDEN_WIDTH, 2)
+            self.lens_network = nn.Sequential(lens_input, nn.ReLU(), lens_output)
             # Outputs are log blur strength and log relative inverse focus, both 0 at the start: every view starts
             # with the same lens.
-            nn.init.zeros_(self.lens_network[-1].weight)
-            nn.init.zeros_(self.lens_network[-1].bias)
+            nn.init.zeros_(lens_output.weight)
+            nn.init.zeros_(lens_output.bias)
         if self.initial_scale_factor is not None:
             nn.init.constant_(self.scale_head.bias, (self.initial_scale_factor - 1.0 + self.lambda_s) / self.lambda_s)
 
     @property
-    def slot_count(self):
+    def slot_count(self) -> int:
         """Sets of scale and rotation factors: one per render."""
         return 1 if self.mode == "defocus" else self.num_moments + 1
 
     @property
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         return {
             "num_moments": self.num_moments,
             "lambda_s": self.lambda_s,
@@ -154,10 +173,11 @@ class BlurModel(BlurredRendering):
             "lens_blur": self.lens_blur,
         }
 
-    def bounded_factors(self, outputs):
+    def bounded_factors(self, outputs: torch.Tensor) -> torch.Tensor:
         return torch.clamp(self.lambda_s * outputs + (1.0 - self.lambda_s), 1.0, self.max_clamp)
 
-    def forward(self, means, scales, rotations, camera_center):
+    def forward(self, means: torch.Tensor, scales: torch.Tensor, rotations: torch.Tensor,
+                camera_center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Factors and offsets for N Gaussians seen from a camera at camera_center (3,).
 
         Returns scale factors (N, S, 3), rotation factors (N, S, 4), S = slot_count, and for motion the position
@@ -178,7 +198,7 @@ class BlurModel(BlurredRendering):
             offsets = self.lambda_p * self.position_head(hidden).view(count, self.num_moments, 3)
         return scale_factors, rotation_factors, offsets
 
-    def blurred_params(self, params, camera):
+    def blurred_params(self, params: GaussianParams, camera: Camera) -> list[GaussianParams]:
         """The GaussianParams to render for camera's blurry photo: one set for defocus, num_moments + 1 for
         motion (the first unshifted, each other shifted by its own offsets)."""
         scale_factors, rotation_factors, offsets = self(params.means, params.scales, params.rotations,
@@ -186,6 +206,7 @@ class BlurModel(BlurredRendering):
         if self.mode == "defocus":
             blurred = self.transformed(params, scale_factors[:, 0], rotation_factors[:, 0])
             return [self.lens_blurred(blurred, camera) if self.lens_blur else blurred]
+        assert offsets is not None  # motion blur has a position head
         # The unshifted moment uses the last slot of factors, the shifted moment i slot i.
         last = self.num_moments
         moments = [self.transformed(params, scale_factors[:, last], rotation_factors[:, last])]
@@ -195,26 +216,29 @@ class BlurModel(BlurredRendering):
         ]
         return moments
 
-    def lens_parameters(self, camera):
+    def lens_parameters(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
         """The view's thin lens as (blur strength in pixels, focus relative to the median depth)."""
+        if self.lens_network is None:
+            raise ValueError("a blur model without lens_blur has no lens")
         view = positional_encoding(camera.camera_center.detach().reshape(1, 3), VIEW_FREQUENCIES)
         log_strength, log_inverse_focus = self.lens_network(view)[0].unbind()
         return LENS_INITIAL_BLUR_PIXELS * log_strength.exp(), LENS_INITIAL_FOCUS * (-log_inverse_focus).exp()
 
-    def lens_blur_pixels(self, depths, camera):
+    def lens_blur_pixels(self, depths: torch.Tensor, camera: Camera) -> torch.Tensor:
         """Each Gaussian's defocus blur (standard deviation, pixels) at camera-space depths (N,)."""
         strength, relative_focus = self.lens_parameters(camera)
         median = depths.median()
         return strength * (median / depths - 1.0 / relative_focus).abs()
 
-    def lens_blurred(self, params, camera):
+    def lens_blurred(self, params: GaussianParams, camera: Camera) -> GaussianParams:
         """params convolved with each Gaussian's defocus blur, their opacities lowered to keep their coverage."""
         depths = camera_depths(params.means.detach(), camera)
         blur = (self.lens_blur_pixels(depths, camera) * depths / camera.fx)[:, None]
         defocused = dataclasses.replace(params, scales=torch.sqrt(params.scales ** 2 + blur ** 2))
         return dataclasses.replace(defocused, opacities=params.opacities * footprint_ratio(params, defocused, camera))
 
-    def transformed(self, params, scale_factors, rotation_factors, offsets=None):
+    def transformed(self, params: GaussianParams, scale_factors: torch.Tensor, rotation_factors: torch.Tensor,
+                    offsets: torch.Tensor | None = None) -> GaussianParams:
         rotations = params.rotations * rotation_factors
         if self.normalize_rotations:
             rotations = nn.functional.normalize(rotations, dim=-1)
@@ -226,13 +250,13 @@ class BlurModel(BlurredRendering):
         )
 
 
-def camera_depths(means, camera):
+def camera_depths(means: torch.Tensor, camera: Camera) -> torch.Tensor:
     """Camera-space depths of means (N, 3), kept positive for Gaussians behind the camera (which are culled)."""
     world_to_camera = camera.world_to_camera
     return (means @ world_to_camera[2, :3] + world_to_camera[2, 3]).clamp_min(MIN_LENS_DEPTH)
 
 
-def footprint_ratio(sharp, blurred, camera):
+def footprint_ratio(sharp: GaussianParams, blurred: GaussianParams, camera: Camera) -> torch.Tensor:
     """(N, 1): sqrt(det sharp / det blurred) of the Gaussians' screen-space covariances. Multiplying a blurred
     Gaussian's opacity by it keeps the integral of its alpha over the image, as a convolution does."""
     view = raster_camera(camera)
@@ -241,7 +265,7 @@ def footprint_ratio(sharp, blurred, camera):
     return (torch.linalg.det(sharp_covariances) / torch.linalg.det(blurred_covariances)).sqrt()[:, None]
 
 
-def mean_image(outputs):
+def mean_image(outputs: Sequence[RasterOutput]) -> torch.Tensor:
     """The plain mean of the renders' images: the camera's exposure integrates over its moments. One render's image
     is its own mean, without the copies of stacking it."""
     if len(outputs) == 1:

@@ -1,5 +1,7 @@
 """Command-line options of the deblurring method, in the style of arguments.py."""
 
+from argparse import Namespace
+
 from arguments import Option, ParamGroup
 from blur.augmentation import COLOR_WEIGHTINGS
 from blur.presets import BLUR_MODELS
@@ -49,7 +51,7 @@ class BlurParams(ParamGroup):
     )
 
     @staticmethod
-    def problems(args):
+    def problems(args: Namespace) -> list[str]:
         """Messages for out-of-range values in args (a namespace holding these options)."""
         checks = (
             ("num_moments", args.num_moments >= 1, "must be positive"),

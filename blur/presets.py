@@ -3,6 +3,8 @@
 
 import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from utils.errors import UserError
 
@@ -26,7 +28,7 @@ DEBLUR_TRAINING_DEFAULTS = {
 # speed), and the camera's rigid path for motion, pruned of what the training views barely see (as fast as vanilla
 # for 0.01-0.03 dB). Both deblurred best in bench/deblur.py (README, "Deblurring settings"). "official" is the
 # paper's per-Gaussian MLP with the official code's defaults.
-BLUR_MODEL_DEFAULTS = {
+BLUR_MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "camera": {
         "defocus": {"lens_blur": True, "knn_iteration": 0},
         "motion": {"camera_shake": True, "min_contribution": 1.0},
@@ -55,11 +57,11 @@ class PresetError(UserError, ValueError):
     """A preset that does not exist or cannot be read; the message names it."""
 
 
-def preset_names():
+def preset_names() -> list[str]:
     return sorted(name[: -len(".json")] for name in os.listdir(PRESET_FOLDER) if name.endswith(".json"))
 
 
-def preset_path(name_or_path):
+def preset_path(name_or_path: str) -> str:
     """The file of a named preset (e.g. real_defocus), or name_or_path itself when it is a JSON file."""
     if name_or_path in preset_names():
         return os.path.join(PRESET_FOLDER, f"{name_or_path}.json")
@@ -70,7 +72,7 @@ def preset_path(name_or_path):
     )
 
 
-def read_preset(name_or_path):
+def read_preset(name_or_path: str) -> dict[str, Any]:
     """The option values of a preset: a JSON object mapping option names (as train.py spells them, without
     dashes) to values."""
     path = preset_path(name_or_path)
@@ -87,14 +89,15 @@ def read_preset(name_or_path):
     return preset
 
 
-def blur_model_defaults(blur, blur_model):
+def blur_model_defaults(blur: str, blur_model: str) -> dict[str, Any]:
     """The option values that --blur_model blur_model brings to a run with --blur blur (none for --blur none)."""
     if blur == "none":
         return {}
     return dict(BLUR_MODEL_DEFAULTS[blur_model][blur])
 
 
-def scaled_schedule(iterations, schedule=None, schedule_iterations=OFFICIAL_ITERATIONS):
+def scaled_schedule(iterations: int, schedule: Mapping[str, int] | None = None,
+                    schedule_iterations: int = OFFICIAL_ITERATIONS) -> dict[str, int]:
     """A schedule of options counted in iterations, written for a run of schedule_iterations, compressed to
     `iterations`; by default the official 20 000-iteration one (densification window, KNN augmentation, SH degree
     steps, position learning-rate decay), for CPU-scale runs. An option at 0 (off, or "follow --iterations") stays
@@ -108,11 +111,11 @@ def scaled_schedule(iterations, schedule=None, schedule_iterations=OFFICIAL_ITER
     return scaled
 
 
-def cpu_scale_options(iterations, knn_augmentation=True):
+def cpu_scale_options(iterations: int, knn_augmentation: bool = True) -> dict[str, Any]:
     """scaled_schedule(iterations) with a densification threshold that keeps CPU training affordable. Without
     knn_augmentation it leaves out the KNN iteration, which as an option would turn the augmentation back on for a
     run that skips it."""
-    options = dict(scaled_schedule(iterations), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)
+    options: dict[str, Any] = dict(scaled_schedule(iterations), densify_grad_threshold=CPU_DENSIFY_GRAD_THRESHOLD)
     if not knn_augmentation:
         del options["knn_iteration"]
     return options

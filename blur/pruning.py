@@ -3,8 +3,10 @@ lower opacity threshold than near ones and the sparse far field of a blurry capt
 
 import torch
 
+from scene.gaussian_model import GaussianModel
 
-def depth_scaled_thresholds(depths, min_opacity, depth_range):
+
+def depth_scaled_thresholds(depths: torch.Tensor, min_opacity: float, depth_range: float) -> torch.Tensor:
     """Per-Gaussian opacity thresholds min_opacity / d for depths (N,), with the depths rescaled linearly to d in
     [1, depth_range]: the nearest Gaussian is pruned below min_opacity, the farthest below
     min_opacity / depth_range. depth_range 1 gives every Gaussian min_opacity."""
@@ -19,7 +21,7 @@ def depth_scaled_thresholds(depths, min_opacity, depth_range):
     return min_opacity / (1.0 + unit * (depth_range - 1.0))
 
 
-def prune_by_depth_scaled_opacity(gaussians, min_opacity, depth_range):
+def prune_by_depth_scaled_opacity(gaussians: GaussianModel, min_opacity: float, depth_range: float) -> None:
     """Prune the Gaussians whose opacity is below their depth-scaled threshold. Depth is the world z coordinate,
     as in the official code, which suits forward-facing captures whose cameras look along z."""
     thresholds = depth_scaled_thresholds(gaussians.get_xyz[:, 2], min_opacity, depth_range)

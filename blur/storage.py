@@ -2,12 +2,13 @@
 train.py's checkpoints."""
 
 import os
+from typing import Any
 
 import torch
 
 from arguments import ConfigFileError, read_cfg_args
 from blur.camera_shake import CameraShake
-from blur.model import BlurModel
+from blur.model import BlurModel, BlurredRendering
 from scene.scene import point_cloud_path, saved_iterations
 from utils.atomic_file import atomic_write
 from utils.errors import UserError
@@ -20,11 +21,11 @@ class BlurModelError(UserError, ValueError):
     """A blur model that cannot be found or read; the message names the file."""
 
 
-def blur_model_path(model_path, iteration):
+def blur_model_path(model_path: str, iteration: int) -> str:
     return os.path.join(os.path.dirname(point_cloud_path(model_path, iteration)), BLUR_MODEL_FILE)
 
 
-def blur_model_state(blur_model):
+def blur_model_state(blur_model: BlurredRendering) -> dict[str, Any]:
     """Mode, hyperparameters and weights, as plain values and CPU tensors (loadable with weights_only=True)."""
     return {
         "mode": blur_model.mode,
@@ -33,8 +34,9 @@ def blur_model_state(blur_model):
     }
 
 
-def blur_model_from_state(state, device, source):
+def blur_model_from_state(state: dict[str, Any], device: torch.device | str, source: str) -> BlurredRendering:
     """Inverse of blur_model_state; source names the file in error messages."""
+    blur_model: BlurredRendering
     try:
         hyperparameters = dict(state["hyperparameters"])
         if hyperparameters.pop("camera_shake", False):
@@ -49,12 +51,13 @@ def blur_model_from_state(state, device, source):
     return blur_model.to(device)
 
 
-def save_blur_model(blur_model, path):
+def save_blur_model(blur_model: BlurredRendering, path: str) -> None:
     with atomic_write(path) as file:
         torch.save(blur_model_state(blur_model), file)
 
 
-def load_blur_model(model_path, iteration=None, device="cpu"):
+def load_blur_model(model_path: str, iteration: int | None = None,
+                    device: torch.device | str = "cpu") -> BlurredRendering | None:
     """The blur MLP saved with the point cloud of `iteration` (default: the latest saved) in a train.py output
     folder, in eval mode; None for a run trained with --blur none."""
     available = saved_iterations(model_path)

@@ -1,11 +1,52 @@
 """Renders a set of Gaussians from a scene camera with our rasterizer."""
 
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
 import torch
+
 from gaussian_rasterizer import Camera as RasterCamera
-from gaussian_rasterizer import rasterize_gaussians
+from gaussian_rasterizer import RasterOutput, rasterize_gaussians
 
 
-def raster_camera(camera):
+class ViewCamera(Protocol):
+    """What the renderer needs of a view (a scene.cameras.Camera, say): its pose and pinhole intrinsics."""
+
+    @property
+    def world_to_camera(self) -> torch.Tensor: ...  # (4, 4)
+    @property
+    def fx(self) -> float: ...
+    @property
+    def fy(self) -> float: ...
+    @property
+    def cx(self) -> float: ...
+    @property
+    def cy(self) -> float: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+
+
+class RenderableGaussians(Protocol):
+    """What the renderer needs of a set of N Gaussians (a scene.gaussian_model.GaussianParams, say): activated
+    values, as the rasterizer takes them."""
+
+    @property
+    def means(self) -> torch.Tensor: ...  # (N, 3)
+    @property
+    def scales(self) -> torch.Tensor: ...  # (N, 3)
+    @property
+    def rotations(self) -> torch.Tensor: ...  # (N, 4)
+    @property
+    def opacities(self) -> torch.Tensor: ...  # (N, 1)
+    @property
+    def sh_coeffs(self) -> torch.Tensor: ...  # (N, K, 3)
+    @property
+    def sh_degree(self) -> int: ...
+
+
+def raster_camera(camera: ViewCamera) -> RasterCamera:
     """The rasterizer's view of a scene.cameras.Camera; the renderer keeps its default near and far planes."""
     return RasterCamera(
         world_to_camera=camera.world_to_camera,
@@ -18,7 +59,8 @@ def raster_camera(camera):
     )
 
 
-def render(camera, gaussians, background, backend="auto"):
+def render(camera: ViewCamera, gaussians: RenderableGaussians, background: torch.Tensor,
+           backend: str = "auto") -> RasterOutput:
     """Render GaussianParams (activated values, see GaussianModel.render_params) from camera.
 
     Returns the rasterizer output: image (3, H, W), depth, alpha, radii (0 for culled Gaussians) and means2d,
@@ -37,7 +79,8 @@ def render(camera, gaussians, background, backend="auto"):
     )
 
 
-def render_moments(camera, moments, background, backend="auto"):
+def render_moments(camera: ViewCamera, moments: Sequence[RenderableGaussians], background: torch.Tensor,
+                   backend: str = "auto") -> list[RasterOutput]:
     """Render several GaussianParams from camera (the moments of one exposure, say) in one rasterizer call.
 
     Returns one output per entry of moments, each what render returns for it alone: its means2d's .grad after
@@ -50,7 +93,7 @@ def render_moments(camera, moments, background, backend="auto"):
     if len(degrees) > 1:
         raise ValueError(f"the moments must share one sh_degree, got {sorted(degrees)}")
 
-    def per_moment(name):
+    def per_moment(name: str) -> torch.Tensor:
         values = [getattr(moment, name) for moment in moments]
         return values[0] if all(value is values[0] for value in values) else torch.stack(values)
 
@@ -67,20 +110,23 @@ def render_moments(camera, moments, background, backend="auto"):
     ).unbind()
 
 
-def total_blending_weights(cameras, gaussians, backend="auto"):
+def total_blending_weights(cameras: Iterable[ViewCamera], gaussians: RenderableGaussians,
+                           backend: str = "auto") -> torch.Tensor:
     """(N,): each Gaussian's blending weight (alpha times transmittance) summed over every pixel of cameras, i.e.
     how many pixels' worth of colour it gives those views.
 
     It is the gradient of the summed image with respect to a one-channel feature of 1 per Gaussian, so the
     rasterizer's own backward pass computes it.
     """
-    ones = torch.ones(gaussians.means.shape[0], 1, device=gaussians.means.device, requires_grad=True)
-    geometry = [gaussians.means.detach(), gaussians.scales.detach(), gaussians.rotations.detach(),
-                gaussians.opacities.detach()]
-    background = torch.zeros(1, device=gaussians.means.device)
+    count, device = gaussians.means.shape[0], gaussians.means.device
+    ones = torch.ones(count, 1, device=device, requires_grad=True)
+    means, scales, rotations, opacities = (value.detach() for value in (
+        gaussians.means, gaussians.scales, gaussians.rotations, gaussians.opacities))
+    background = torch.zeros(1, device=device)
     with torch.enable_grad():
         for camera in cameras:
-            image = rasterize_gaussians(*geometry, raster_camera(camera), features=ones, background=background,
-                                        backend=backend).image
+            image = rasterize_gaussians(means, scales, rotations, opacities, raster_camera(camera), features=ones,
+                                        background=background, backend=backend).image
             image.sum().backward()
-    return ones.grad[:, 0]
+    # Without cameras no pixel has weighed anything.
+    return torch.zeros(count, device=device) if ones.grad is None else ones.grad[:, 0]

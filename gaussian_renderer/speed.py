@@ -1,17 +1,16 @@
 """How fast Gaussians render: the FPS that render.py --fps-only and the benchmarks report."""
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
-from gaussian_renderer import render
+from gaussian_renderer import RenderableGaussians, ViewCamera, render
 from utils.devices import synchronize
 
 
-def measure_fps(cameras: Sequence[Any], params: Any, background: torch.Tensor, backend: str, device: torch.device,
-                warmup_frames: int, timed_frames: int) -> dict[str, float | int]:
+def measure_fps(cameras: Sequence[ViewCamera], params: RenderableGaussians, background: torch.Tensor, backend: str,
+                device: torch.device, warmup_frames: int, timed_frames: int) -> dict[str, float | int]:
     """Render-only speed of params (GaussianModel.render_params, computed once as a viewer would) over cameras in
     turn: the first frames warm caches and kernels up, and every timed frame waits for the device to finish."""
     for index in range(warmup_frames):

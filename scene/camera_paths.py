@@ -5,8 +5,13 @@ import numpy as np
 
 from scene.cameras import Camera
 from utils.errors import UserError
-from utils.geometry import (camera_to_world_matrices, look_at, mean_camera_rotation, quaternion_to_rotation_matrix,
-                            rotation_matrix_to_quaternion)
+from utils.geometry import (
+    camera_to_world_matrices,
+    look_at,
+    mean_camera_rotation,
+    quaternion_to_rotation_matrix,
+    rotation_matrix_to_quaternion,
+)
 
 
 class CameraPathError(UserError, ValueError):

@@ -21,8 +21,8 @@ from scene.errors import DatasetError
 from scene.readers.colmap import read_colmap
 from scene.readers.deblur_nerf import read_poses_bounds
 from scene.readers.nerf_synthetic import read_nerf_synthetic
-from utils.geometry import camera_centre, camera_to_world_matrix
 from scene.readers.views import DOWNSCALE_FACTORS, BasicPointCloud, CameraInfo, read_image
+from utils.geometry import camera_centre, camera_to_world_matrix
 
 # The public face of scene loading: callers take the records, read_image and DatasetError from here too.
 __all__ = ["BasicPointCloud", "CameraInfo", "DatasetError", "SceneInfo", "load_scene_info", "read_image",
@@ -55,6 +55,7 @@ def load_scene_info(
     white_background: colour composited under transparent pixels.
     """
     check_resolution(resolution)
+    source_path = os.fspath(source_path)
     if not os.path.isdir(source_path):
         raise DatasetError(f"{source_path}: scene folder not found")
     background = np.ones(3, np.float32) if white_background else np.zeros(3, np.float32)
@@ -100,7 +101,7 @@ def load_scene_info(
     return SceneInfo(train_cameras, test_cameras, point_cloud, scene_extent(train_cameras), source_kind)
 
 
-def check_resolution(resolution):
+def check_resolution(resolution: int) -> None:
     if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) or not (
         resolution in DOWNSCALE_FACTORS or resolution > max(DOWNSCALE_FACTORS)
     ):
@@ -110,10 +111,10 @@ def check_resolution(resolution):
         )
 
 
-def scene_hold(source_path, hold):
+def scene_hold(source_path: str, hold: int | None) -> int:
     """The test-view spacing: the hold argument, else the scene's hold=N file, else 8."""
     if hold is not None:
-        if isinstance(hold, bool) or not isinstance(hold, numbers.Integral) or hold < 2:
+        if isinstance(hold, bool) or not isinstance(hold, numbers.Integral) or int(hold) < 2:
             raise DatasetError(f"hold={hold!r}: expected an integer of at least 2")
         return int(hold)
     hold_files = [name for name in os.listdir(source_path) if name.startswith("hold=")]

@@ -3,13 +3,18 @@
 import copy
 import math
 import os
+from argparse import Namespace
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from plyfile import PlyData, PlyElement
 from sklearn.neighbors import NearestNeighbors
 
+from scene.readers.views import BasicPointCloud
 from utils.atomic_file import atomic_write
 from utils.errors import UserError
 from utils.geometry import quaternion_to_rotation_matrix
@@ -37,30 +42,31 @@ class GaussianParams:
     sh_degree: int  # active degree; the rasterizer ignores coefficients above it
 
 
-def rgb_to_sh(rgb):
+def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - 0.5) / SH_C0
 
 
-def sh_to_rgb(sh):
+def sh_to_rgb(sh: torch.Tensor) -> torch.Tensor:
     return sh * SH_C0 + 0.5
 
 
-def inverse_sigmoid(x):
+def inverse_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return torch.log(x / (1 - x))
 
 
-def sh_coefficient_count(degree):
+def sh_coefficient_count(degree: int) -> int:
     return (degree + 1) ** 2
 
 
-def get_expon_lr_func(lr_init, lr_final, lr_delay_steps=0, lr_delay_mult=1.0, max_steps=1000000):
+def get_expon_lr_func(lr_init: float, lr_final: float, lr_delay_steps: int = 0, lr_delay_mult: float = 1.0,
+                      max_steps: int = 1000000) -> Callable[[int], float]:
     """Learning rate that decays log-linearly from lr_init at step 0 to lr_final at max_steps, then stays there.
 
     With lr_delay_steps > 0 the rate is additionally scaled by a smooth ramp from lr_delay_mult to 1 over the
     first lr_delay_steps steps.
     """
 
-    def schedule(step):
+    def schedule(step: int) -> float:
         if step < 0 or (lr_init == 0.0 and lr_final == 0.0):
             return 0.0
         if lr_delay_steps > 0:
@@ -75,15 +81,15 @@ def get_expon_lr_func(lr_init, lr_final, lr_delay_steps=0, lr_delay_mult=1.0, ma
     return schedule
 
 
-def as_parameter(tensor):
+def as_parameter(tensor: torch.Tensor) -> torch.nn.Parameter:
     return torch.nn.Parameter(tensor.detach().contiguous())
 
 
-def repeat_rows(tensor, times):
+def repeat_rows(tensor: torch.Tensor, times: int) -> torch.Tensor:
     return tensor.repeat(times, *[1] * (tensor.dim() - 1))
 
 
-def mean_squared_distance_to_neighbours(points, neighbour_count=3):
+def mean_squared_distance_to_neighbours(points: np.ndarray, neighbour_count: int = 3) -> np.ndarray:
     """For each point, the mean squared distance to its nearest other points (3DGS scale initialisation)."""
     if len(points) < 2:
         raise ValueError(f"cannot initialise Gaussian scales from {len(points)} point(s): at least 2 are needed")
@@ -108,14 +114,15 @@ class GaussianModel:
     }
     param_names = tuple(attribute_of)
 
-    def __init__(self, sh_degree, device="cpu"):
+    def __init__(self, sh_degree: int, device: torch.device | str = "cpu"):
         self.max_sh_degree = sh_degree
         self.active_sh_degree = 0
         self.device = torch.device(device)
         self.spatial_lr_scale = 1.0
         self.percent_dense = 0.0
-        self.optimizer = None
-        self.xyz_scheduler = None
+        # Both made by training_setup.
+        self._optimizer: torch.optim.Adam | None = None
+        self._xyz_scheduler: Callable[[int], float] | None = None
         empty = torch.empty(0, device=self.device)
         self._xyz = empty.reshape(0, 3)
         self._features_dc = empty.reshape(0, 1, 3)
@@ -128,30 +135,37 @@ class GaussianModel:
     # ---- activated views --------------------------------------------------------------------------------------
 
     @property
-    def num_points(self):
+    def num_points(self) -> int:
         return self._xyz.shape[0]
 
     @property
-    def get_xyz(self):
+    def get_xyz(self) -> torch.Tensor:
         return self._xyz
 
     @property
-    def get_scaling(self):
+    def get_scaling(self) -> torch.Tensor:
         return torch.exp(self._scaling)
 
     @property
-    def get_rotation(self):
+    def get_rotation(self) -> torch.Tensor:
         return torch.nn.functional.normalize(self._rotation, dim=-1)
 
     @property
-    def get_opacity(self):
+    def get_opacity(self) -> torch.Tensor:
         return torch.sigmoid(self._opacity)
 
     @property
-    def get_features(self):
+    def get_features(self) -> torch.Tensor:
         return torch.cat((self._features_dc, self._features_rest), dim=1)
 
-    def render_params(self):
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        """The Adam optimizer of every parameter group, one group per kind of parameter."""
+        if self._optimizer is None:
+            raise RuntimeError("the Gaussians have no optimizer before training_setup()")
+        return self._optimizer
+
+    def render_params(self) -> GaussianParams:
         return GaussianParams(
             means=self.get_xyz,
             scales=self.get_scaling,
@@ -161,12 +175,12 @@ class GaussianModel:
             sh_degree=self.active_sh_degree,
         )
 
-    def oneup_sh_degree(self):
+    def oneup_sh_degree(self) -> None:
         self.active_sh_degree = min(self.active_sh_degree + 1, self.max_sh_degree)
 
     # ---- construction -----------------------------------------------------------------------------------------
 
-    def create_from_pcd(self, point_cloud, spatial_lr_scale):
+    def create_from_pcd(self, point_cloud: BasicPointCloud, spatial_lr_scale: float) -> None:
         """Initialise one Gaussian per SfM point: its colour, isotropic size from the neighbour spacing,
         identity rotation and opacity 0.1."""
         points = np.asarray(point_cloud.points, dtype=np.float64)
@@ -181,7 +195,7 @@ class GaussianModel:
         count = len(points)
         squared_spacing = np.maximum(mean_squared_distance_to_neighbours(points), 1e-7)
 
-        def as_tensor(array):
+        def as_tensor(array: ArrayLike) -> torch.Tensor:
             return torch.tensor(array, dtype=torch.float32, device=self.device)
 
         features = torch.zeros(count, sh_coefficient_count(self.max_sh_degree), 3, device=self.device)
@@ -198,23 +212,23 @@ class GaussianModel:
         )
         self.active_sh_degree = 0
 
-    def _set_parameters(self, **tensors):
+    def _set_parameters(self, **tensors: torch.Tensor) -> None:
         for name in self.param_names:
             setattr(self, self.attribute_of[name], as_parameter(tensors[name]))
         self._reset_densification_stats()
 
-    def raw_parameter(self, name):
+    def raw_parameter(self, name: str) -> torch.Tensor:
         """The stored (pre-activation) tensor of one parameter group, detached."""
         return getattr(self, self.attribute_of[name]).detach()
 
-    def _reset_densification_stats(self):
+    def _reset_densification_stats(self) -> None:
         self.xyz_gradient_accum = torch.zeros(self.num_points, 1, device=self.device)
         self.denom = torch.zeros(self.num_points, 1, device=self.device)
         self.max_radii2D = torch.zeros(self.num_points, device=self.device)
 
     # ---- optimisation -----------------------------------------------------------------------------------------
 
-    def training_setup(self, opt):
+    def training_setup(self, opt: Namespace) -> None:
         self.percent_dense = opt.percent_dense
         learning_rates = {
             "xyz": opt.position_lr_init * self.spatial_lr_scale,
@@ -228,8 +242,8 @@ class GaussianModel:
             {"params": [getattr(self, self.attribute_of[name])], "lr": learning_rates[name], "name": name}
             for name in self.param_names
         ]
-        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=1e-15, fused=self.device.type == "cuda")
-        self.xyz_scheduler = get_expon_lr_func(
+        self._optimizer = torch.optim.Adam(groups, lr=0.0, eps=1e-15, fused=self.device.type == "cuda")
+        self._xyz_scheduler = get_expon_lr_func(
             lr_init=opt.position_lr_init * self.spatial_lr_scale,
             lr_final=opt.position_lr_final * self.spatial_lr_scale,
             lr_delay_steps=opt.position_lr_delay_steps,
@@ -237,14 +251,17 @@ class GaussianModel:
             max_steps=opt.position_lr_max_steps or opt.iterations,
         )
 
-    def update_learning_rate(self, iteration):
-        lr = self.xyz_scheduler(iteration)
+    def update_learning_rate(self, iteration: int) -> float:
+        if self._xyz_scheduler is None:
+            raise RuntimeError("the Gaussians have no learning-rate schedule before training_setup()")
+        lr = self._xyz_scheduler(iteration)
         for group in self.optimizer.param_groups:
             if group["name"] == "xyz":
                 group["lr"] = lr
         return lr
 
-    def _replace_parameters(self, transform_tensor, transform_state):
+    def _replace_parameters(self, transform_tensor: Callable[[str, torch.Tensor], torch.Tensor],
+                            transform_state: Callable[[str, torch.Tensor], torch.Tensor]) -> None:
         """Swap every parameter for transform_tensor(name, old) and carry its Adam moments through transform_state.
 
         The optimizer keys its state by parameter object, so each new parameter takes over the old one's state.
@@ -261,7 +278,7 @@ class GaussianModel:
             group["params"][0] = new
             setattr(self, self.attribute_of[name], new)
 
-    def _append_points(self, new_tensors):
+    def _append_points(self, new_tensors: dict[str, torch.Tensor]) -> None:
         """Add Gaussians (raw parameters keyed by group name); their Adam moments start at zero."""
         self._replace_parameters(
             lambda name, old: torch.cat((old, new_tensors[name])),
@@ -272,28 +289,29 @@ class GaussianModel:
         self.denom = torch.cat((self.denom, self.denom.new_zeros(added, 1)))
         self.max_radii2D = torch.cat((self.max_radii2D, self.max_radii2D.new_zeros(added)))
 
-    def prune_points(self, mask):
+    def prune_points(self, mask: torch.Tensor) -> None:
         keep = ~mask
         self._replace_parameters(lambda name, old: old[keep], lambda name, moment: moment[keep])
         self.xyz_gradient_accum = self.xyz_gradient_accum[keep]
         self.denom = self.denom[keep]
         self.max_radii2D = self.max_radii2D[keep]
 
-    def reset_opacity(self):
+    def reset_opacity(self) -> None:
         """Clamp every opacity to at most 0.01 and forget its Adam moments (3DGS opacity reset)."""
         ceiling = inverse_sigmoid(torch.tensor(0.01, device=self.device))
 
-        def transform_tensor(name, old):
+        def transform_tensor(name: str, old: torch.Tensor) -> torch.Tensor:
             return torch.minimum(old, ceiling) if name == "opacity" else old
 
-        def transform_state(name, moment):
+        def transform_state(name: str, moment: torch.Tensor) -> torch.Tensor:
             return torch.zeros_like(moment) if name == "opacity" else moment
 
         self._replace_parameters(transform_tensor, transform_state)
 
     # ---- adaptive density control -----------------------------------------------------------------------------
 
-    def add_densification_stats(self, means2d_grad, radii, width, height):
+    def add_densification_stats(self, means2d_grad: torch.Tensor, radii: torch.Tensor, width: int,
+                                height: int) -> None:
         """Accumulate the screen-space position gradient of the Gaussians visible in one render.
 
         The rasterizer reports the gradient per pixel; scaling by half the image size expresses it per NDC unit,
@@ -308,13 +326,14 @@ class GaussianModel:
         # A hidden Gaussian's radius is 0, which leaves its maximum as it is.
         torch.maximum(self.max_radii2D, radii.to(self.max_radii2D), out=self.max_radii2D)
 
-    def densify_and_clone(self, grads, grad_threshold, scene_extent):
+    def densify_and_clone(self, grads: torch.Tensor, grad_threshold: float, scene_extent: float) -> None:
         """Duplicate small Gaussians with large view-space gradient: under-reconstructed regions."""
         selected = torch.norm(grads, dim=-1) >= grad_threshold
         selected &= self.get_scaling.max(dim=1).values <= self.percent_dense * scene_extent
         self._append_points({name: self.raw_parameter(name)[selected] for name in self.param_names})
 
-    def densify_and_split(self, grads, grad_threshold, scene_extent, pieces=2):
+    def densify_and_split(self, grads: torch.Tensor, grad_threshold: float, scene_extent: float,
+                          pieces: int = 2) -> None:
         """Replace large Gaussians with large view-space gradient by `pieces` smaller ones sampled inside them:
         over-reconstructed regions."""
         padded_grads = torch.zeros(self.num_points, device=self.device)
@@ -333,7 +352,8 @@ class GaussianModel:
         children = torch.zeros(pieces * int(selected.sum()), dtype=torch.bool, device=self.device)
         self.prune_points(torch.cat((selected, children)))
 
-    def densify_and_prune(self, grad_threshold, min_opacity, scene_extent, max_screen_size=None):
+    def densify_and_prune(self, grad_threshold: float, min_opacity: float, scene_extent: float,
+                          max_screen_size: float | None = None) -> None:
         """One round of adaptive density control: clone, split, then prune transparent (and, with
         max_screen_size, oversized) Gaussians; the accumulated statistics restart afterwards."""
         grads = self.xyz_gradient_accum / self.denom
@@ -351,7 +371,7 @@ class GaussianModel:
 
     # ---- checkpoint state -------------------------------------------------------------------------------------
 
-    def capture(self):
+    def capture(self) -> dict[str, Any]:
         """A snapshot of everything needed to continue training exactly: parameters, Adam state and
         densification statistics."""
         return {
@@ -366,7 +386,7 @@ class GaussianModel:
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
         }
 
-    def restore(self, state, opt):
+    def restore(self, state: dict[str, Any], opt: Namespace) -> None:
         """Inverse of capture(); opt supplies the hyper-parameters (learning rates, schedule, percent_dense)."""
         if state["max_sh_degree"] != self.max_sh_degree:
             raise ValueError(
@@ -384,7 +404,7 @@ class GaussianModel:
 
     # ---- PLY in the standard 3DGS attribute layout ------------------------------------------------------------
 
-    def ply_attribute_names(self):
+    def ply_attribute_names(self) -> list[str]:
         rest_count = 3 * (sh_coefficient_count(self.max_sh_degree) - 1)
         return (
             ["x", "y", "z", "nx", "ny", "nz"]
@@ -395,7 +415,7 @@ class GaussianModel:
             + [f"rot_{i}" for i in range(4)]
         )
 
-    def save_ply(self, path):
+    def save_ply(self, path: str) -> None:
         xyz = self._xyz.detach().cpu().numpy()
         # Channel-major SH layout: all coefficients of red, then green, then blue.
         f_dc = self._features_dc.detach().transpose(1, 2).flatten(start_dim=1).cpu().numpy()
@@ -417,7 +437,7 @@ class GaussianModel:
         with atomic_write(path) as file:
             PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(file)
 
-    def load_ply(self, path):
+    def load_ply(self, path: str) -> None:
         """Load Gaussians saved by save_ply or any tool using the 3DGS layout; the SH degree is taken from the file
         and becomes both the maximum and the active degree."""
         if not os.path.isfile(path):
@@ -444,7 +464,7 @@ class GaussianModel:
         if missing:
             raise PlyFormatError(f"{path}: missing vertex attributes {', '.join(missing)}")
 
-        def stack(names):
+        def stack(names: list[str]) -> torch.Tensor:
             array = np.stack([np.asarray(vertex[name], dtype=np.float32) for name in names], axis=1)
             return torch.tensor(array, device=self.device)
 

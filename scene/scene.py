@@ -3,12 +3,15 @@
 import json
 import os
 import re
+from argparse import Namespace
+from collections.abc import Sequence
 
 import numpy as np
 from plyfile import PlyData, PlyElement
 
 from scene.cameras import Camera
-from scene.dataset_readers import load_scene_info
+from scene.dataset_readers import BasicPointCloud, CameraInfo, load_scene_info
+from scene.gaussian_model import GaussianModel
 from utils.atomic_file import atomic_write
 from utils.errors import UserError
 from utils.geometry import camera_to_world_matrix
@@ -18,7 +21,7 @@ class ModelFolderError(UserError, ValueError):
     """A model folder without the expected saved point clouds."""
 
 
-def saved_iterations(model_path):
+def saved_iterations(model_path: str) -> list[int]:
     """Iterations with a saved point_cloud/iteration_N/point_cloud.ply, ascending."""
     folder = os.path.join(model_path, "point_cloud")
     if not os.path.isdir(folder):
@@ -31,12 +34,12 @@ def saved_iterations(model_path):
     return sorted(iterations)
 
 
-def point_cloud_path(model_path, iteration):
+def point_cloud_path(model_path: str, iteration: int) -> str:
     return os.path.join(model_path, "point_cloud", f"iteration_{iteration}", "point_cloud.ply")
 
 
 class Scene:
-    def __init__(self, args, gaussians, load_iteration=None):
+    def __init__(self, args: Namespace, gaussians: GaussianModel, load_iteration: int | None = None):
         """Load the dataset described by ModelParams args; with load_iteration (-1: the latest) read the Gaussians
         saved at that iteration, otherwise initialise them from the SfM points and describe the inputs in
         args.model_path (input.ply, cameras.json) for viewers."""
@@ -54,6 +57,7 @@ class Scene:
         self.train_cameras = [Camera.from_info(camera, args.device) for camera in info.train_cameras]
         self.test_cameras = [Camera.from_info(camera, args.device) for camera in info.test_cameras]
 
+        self.loaded_iter: int | None  # the iteration whose Gaussians were read; None for new ones
         if load_iteration is None:
             self.loaded_iter = None
             gaussians.create_from_pcd(info.point_cloud, self.cameras_extent)
@@ -74,11 +78,11 @@ class Scene:
             self.loaded_iter = load_iteration
             gaussians.load_ply(point_cloud_path(self.model_path, load_iteration))
 
-    def save(self, iteration):
+    def save(self, iteration: int) -> None:
         self.gaussians.save_ply(point_cloud_path(self.model_path, iteration))
 
 
-def write_point_cloud_ply(path, point_cloud):
+def write_point_cloud_ply(path: str, point_cloud: BasicPointCloud) -> None:
     points = np.asarray(point_cloud.points, dtype=np.float32)
     colors = np.clip(np.round(np.asarray(point_cloud.colors) * 255.0), 0, 255).astype(np.uint8)
     vertices = np.empty(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
@@ -91,7 +95,7 @@ def write_point_cloud_ply(path, point_cloud):
         PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(file)
 
 
-def write_cameras_json(path, camera_infos):
+def write_cameras_json(path: str, camera_infos: Sequence[CameraInfo]) -> None:
     """Camera poses in the cameras.json layout 3DGS viewers read (camera-to-world position and rotation rows)."""
     entries = []
     for index, info in enumerate(camera_infos):

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from blur_helpers import SHORT_SCHEDULE, random_params, randomise_weights, set_lens, tiny_camera
 
 import demo
 import gaussian_renderer
@@ -37,6 +36,7 @@ from blur import (
 from blur.augmentation import augmentation_count, robust_bounds
 from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
 from blur.model import input_size
+from blur_helpers import SHORT_SCHEDULE, random_params, randomise_weights, set_lens, tiny_camera
 from gaussian_rasterizer import project_gaussians, rasterize_gaussians
 from gaussian_renderer import raster_camera, render, render_moments
 from scene.cameras import Camera
@@ -48,6 +48,7 @@ from training.blur_model import create_blur_model, render_training_view
 from training.density import accumulate_densification_stats
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
 from utils.geometry import quaternion_to_rotation_matrix
+
 
 def default_opt():
     return OptimizationParams.extract(Namespace())

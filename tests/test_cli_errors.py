@@ -37,8 +37,8 @@ def metrics_of_an_unrendered_model(folder):
 
 def synthetic_scene_with_a_negative_aperture(folder):
     program = "python -m scene.synthetic"
-    return ["-m", "scene.synthetic", "--blur", "defocus", "--aperture", "-1", "--out", str(folder / "scene")], program, \
-        "max_aperture"
+    argv = ["-m", "scene.synthetic", "--blur", "defocus", "--aperture", "-1", "--out", str(folder / "scene")]
+    return argv, program, "max_aperture"
 
 
 def nerf_baseline_on_a_missing_scene(folder):

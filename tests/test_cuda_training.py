@@ -11,20 +11,20 @@ import re
 import numpy as np
 import pytest
 import torch
+
+import train
+from blur import BlurModel, CameraShake, load_blur_model
 from blur_helpers import SHORT_SCHEDULE as BLUR_SCHEDULE
 from blur_helpers import as_arguments, random_params, randomise_weights, set_lens, tiny_camera
 from gaussian_rasterizer import available_backends
-from test_training import SHORT_SCHEDULE as TRAINING_SCHEDULE
-from test_training import gaussians_at
-from tiny_scene import camera_at
-
-import train
-from training import explicit_options, with_cpu_scale
-from blur import BlurModel, CameraShake, load_blur_model
 from gaussian_renderer import render, total_blending_weights
 from scene.cameras import Camera as SceneCamera
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene, point_cloud_path
+from test_training import SHORT_SCHEDULE as TRAINING_SCHEDULE
+from test_training import gaussians_at
+from tiny_scene import camera_at
+from training import explicit_options, with_cpu_scale
 from training.blur_model import render_training_view
 from utils.checkpoints import checkpoint_iterations_in
 

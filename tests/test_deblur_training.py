@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import train
-from training import explicit_options, run_training, training_options, with_cpu_scale
-from blur_helpers import as_arguments
 from blur import cpu_scale_options, load_blur_model
 from blur.model import camera_depths
+from blur_helpers import as_arguments
 from scene.gaussian_model import GaussianModel
 from scene.scene import Scene
 from scene.synthetic import generate_scene, preset_config
+from training import explicit_options, run_training, training_options, with_cpu_scale
 
 pytestmark = pytest.mark.slow
 

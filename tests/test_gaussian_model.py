@@ -3,9 +3,9 @@ from argparse import Namespace
 from types import SimpleNamespace
 
 import numpy as np
-from numpy.lib.recfunctions import repack_fields
 import pytest
 import torch
+from numpy.lib.recfunctions import repack_fields
 from plyfile import PlyData, PlyElement
 
 from arguments import OptimizationParams

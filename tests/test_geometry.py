@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from utils.geometry import (camera_centre, camera_to_world_matrices, camera_to_world_matrix, look_at,
-                            mean_camera_rotation, quaternion_product, quaternion_to_rotation_matrix,
-                            world_to_camera_from_centre, world_to_camera_matrix)
+from utils.geometry import (
+    camera_centre,
+    camera_to_world_matrices,
+    camera_to_world_matrix,
+    look_at,
+    mean_camera_rotation,
+    quaternion_product,
+    quaternion_to_rotation_matrix,
+    world_to_camera_from_centre,
+    world_to_camera_matrix,
+)
 
 # float64 products of a few unit-sized terms: rounding stays far below this.
 ATOL = 1e-12

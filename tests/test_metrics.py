@@ -11,7 +11,15 @@ from skimage.metrics import structural_similarity
 
 import metrics
 from metrics import (
-    LPIPS, MetricsError, evaluate_images, psnr, psnr_per_channel, ssim, ssim_map, ssim_skimage, write_results,
+    LPIPS,
+    MetricsError,
+    evaluate_images,
+    psnr,
+    psnr_per_channel,
+    ssim,
+    ssim_map,
+    ssim_skimage,
+    write_results,
 )
 
 

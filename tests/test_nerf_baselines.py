@@ -342,7 +342,8 @@ def test_unknown_method_is_refused(tiny_scene, tmp_path, capsys):
 
 def test_missing_scene_and_bad_settings_give_clear_errors(tiny_scene, tmp_path, refusal):
     missing = str(tmp_path / "no_such_scene")
-    message = refusal(nerf_train.main, ["-s", missing, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu"])
+    message = refusal(nerf_train.main,
+                      ["-s", missing, "-m", str(tmp_path / "run"), "--method", "nerf", "--device", "cpu"])
     assert missing in message and "not found" in message
     run = ["-s", tiny_scene, "-m", str(tmp_path / "run"), "--device", "cpu"]
     assert "--iterations must be positive" in refusal(nerf_train.main, run + ["--method", "nerf", "--iterations", "0"])

@@ -11,11 +11,27 @@ import pytest
 
 from scene.colmap_model import read_model
 from scene.llff import load_poses_bounds
-from scene.synthetic import (LAYOUTS, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, SceneConfig,
-                             SyntheticSceneError, generate_scene, generate_suite, preset_config, view_name)
+from scene.synthetic import (
+    LAYOUTS,
+    OUT_OF_FAMILY_SCENES,
+    PRESETS,
+    SUITE_BLUR_TYPES,
+    SceneConfig,
+    SyntheticSceneError,
+    generate_scene,
+    generate_suite,
+    preset_config,
+    view_name,
+)
 from scene.synthetic.__main__ import main
-from scene.synthetic.camera import (MIN_CUBIC_RESIDUAL, PinholeIntrinsics, aperture_points, apply_shake,
-                                    cubic_fit_residual, shake_trajectory)
+from scene.synthetic.camera import (
+    MIN_CUBIC_RESIDUAL,
+    PinholeIntrinsics,
+    aperture_points,
+    apply_shake,
+    cubic_fit_residual,
+    shake_trajectory,
+)
 from scene.synthetic.generator import draw_exposure
 from scene.synthetic.imaging import mean_gradient_magnitude
 from scene.synthetic.primitives import Rectangle

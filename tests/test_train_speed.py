@@ -8,7 +8,14 @@ import pytest
 import train
 from bench import train_speed
 from utils.phase_timer import (
-    BLUR_MODEL, DENSIFICATION, LOSS, OPTIMIZER_STEP, OTHER, PHASES, RASTERIZER_BACKWARD, RASTERIZER_FORWARD,
+    BLUR_MODEL,
+    DENSIFICATION,
+    LOSS,
+    OPTIMIZER_STEP,
+    OTHER,
+    PHASES,
+    RASTERIZER_BACKWARD,
+    RASTERIZER_FORWARD,
 )
 
 WARMUP, TIMED = 2, 4
@@ -17,7 +24,8 @@ WARMUP, TIMED = 2, 4
 @pytest.mark.parametrize("blur", ["none", "motion"])
 def test_the_phases_of_each_iteration_add_up_to_it(tiny_scene, blur):
     # The motion blur model renders its moments and the unshifted Gaussians.
-    renders = 1 if blur == "none" else train.options_from_command_line(["-s", tiny_scene, "--blur", blur]).blur.num_moments + 1
+    options = train.options_from_command_line(["-s", tiny_scene, "--blur", blur])
+    renders = 1 if blur == "none" else options.blur.num_moments + 1
     timer, _, _ = train_speed.timed_training(tiny_scene, blur, "cpu", TIMED, WARMUP)
     first_timed = WARMUP + 1
     marks = [(iteration, name, stamp) for iteration, name, stamp in timer.marks

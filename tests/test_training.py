@@ -270,7 +270,8 @@ def test_min_contribution_prunes_what_the_training_views_barely_see(tiny_scene, 
 
 def test_eval_scores_the_last_iteration_whatever_test_iterations_says(tiny_scene, tmp_path):
     # The default --test_iterations, 3DGS's 7000 and 30000, lie beyond a shorter run.
-    assert train.options_from_command_line(["-s", tiny_scene, "--iterations", "600"]).values.test_iterations == [600, 7_000, 30_000]
+    options = train.options_from_command_line(["-s", tiny_scene, "--iterations", "600"])
+    assert options.values.test_iterations == [600, 7_000, 30_000]
     model_path = str(tmp_path / "run")
     train.main(["-s", tiny_scene, "-m", model_path, "--eval", "--hold", "4", "--iterations", "10",
                 "--test_iterations", "5", "--checkpoint_interval", "0"] + SHORT_SCHEDULE)

@@ -27,11 +27,11 @@ from arguments import ModelParams, read_cfg_args
 from gaussian_renderer import render as render_view
 from scene.cameras import Camera
 from tiny_scene import HEIGHT, WIDTH, make_tiny_scene, train_tiny_run
+from utils.checkpoints import checkpoint_path, load_checkpoint
 from utils.images import to_uint8
 from viewer import Viewer, camera_from_viewer_pose, load_viewer_scene, viewer_pose_of
 from viewer.frames import depth_to_uint8, moving_scale, pad_to_aspect
 from viewer.server import MINIMUM_MOVING_SCALE, port_accepts_connections
-from utils.checkpoints import checkpoint_path, load_checkpoint
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A canvas 2.5 times the tiny scene's 64x48 views, with the same aspect ratio.

@@ -6,9 +6,9 @@ import os
 import imageio.v3 as iio
 import numpy as np
 import torch
-from gaussian_rasterizer import Camera, rasterize_gaussians
 
 import train
+from gaussian_rasterizer import Camera, rasterize_gaussians
 from scene.cameras import Camera as SceneCamera
 from scene.colmap_model import ColmapCamera, ColmapImage, ColmapPoint3D, write_model
 from scene.gaussian_model import GaussianParams, rgb_to_sh

@@ -1,8 +1,7 @@
 """Adaptive density control: the screen-space gradient statistics each render adds, the 3DGS schedule of
 densification rounds and opacity resets, and the final pruning of what the training views barely see."""
-from collections.abc import Sequence
-
 from argparse import Namespace
+from collections.abc import Sequence
 
 from blur import prune_by_depth_scaled_opacity
 from gaussian_rasterizer import RasterOutput
@@ -18,6 +17,8 @@ def accumulate_densification_stats(gaussians: GaussianModel, outputs: Sequence[R
     counts the moments of a motion-blurred image."""
     denom_before = gaussians.denom.clone()
     for output in outputs:
+        if output.means2d.grad is None:
+            raise RuntimeError("the renders have no screen-space gradients: call backward() on the loss first")
         gaussians.add_densification_stats(output.means2d.grad, output.radii, camera.width, camera.height)
     if len(outputs) > 1:
         gaussians.denom = denom_before + (gaussians.denom - denom_before) / len(outputs)

@@ -31,7 +31,6 @@ from training.density import accumulate_densification_stats, adaptive_density_co
 from training.errors import TrainingError
 from training.options import TrainingOptions
 from utils.atomic_file import atomic_write, remove_stale_temporaries
-from utils.images import background_color
 from utils.checkpoints import (
     capture_rng_states,
     checkpoint_iterations_in,
@@ -42,7 +41,8 @@ from utils.checkpoints import (
     save_checkpoint,
     seed_everything,
 )
-from utils.phase_timer import DENSIFICATION, LOSS, NO_TIMER, OPTIMIZER_STEP, OTHER, BLUR_MODEL, NoTimer
+from utils.images import background_color
+from utils.phase_timer import BLUR_MODEL, DENSIFICATION, LOSS, NO_TIMER, OPTIMIZER_STEP, OTHER, NoTimer
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def evaluate(scene: Scene, gaussians: GaussianModel, background: torch.Tensor, p
     pairs = {}
     for camera in scene.test_cameras:
         image = render(camera, params, background, pipe.backend).image.clamp(0.0, 1.0)
-        pairs[camera.image_name] = (image, camera.original_image)
+        pairs[camera.image_name] = (image, camera.ground_truth())
     per_view = metrics.evaluate_images(pairs, lpips_weights=lpips_weights)
     path = os.path.join(scene.model_path, f"results_{iteration}.json")
     metrics.write_results(path, per_view, iteration, gaussians.num_points, train_seconds)
@@ -200,7 +200,7 @@ def train_gaussians(options: TrainingOptions, timer: NoTimer = NO_TIMER) -> Trai
                 image, outputs = render_training_view(camera, gaussians.render_params(), blur_model, background,
                                                       pipe.backend, timer)
             timer.phase(LOSS)
-            loss = training_loss(image, camera.original_image, opt.lambda_dssim)
+            loss = training_loss(image, camera.ground_truth(), opt.lambda_dssim)
             timer.time_rasterizer_backward(outputs, then=OTHER if blur_model is None else BLUR_MODEL)
             loss.backward()
             timer.phase(OTHER)
@@ -243,7 +243,7 @@ def train_gaussians(options: TrainingOptions, timer: NoTimer = NO_TIMER) -> Trai
                         or iteration in run.save_iterations or iteration in run.test_iterations
                         or iteration in run.checkpoint_iterations):
                     mean_loss, psnr = window.read(iteration,
-                                                  metrics.psnr(image.clamp(0.0, 1.0), camera.original_image))
+                                                  metrics.psnr(image.clamp(0.0, 1.0), camera.ground_truth()))
                     progress.set_postfix(
                         loss=f"{mean_loss:.5f}", psnr=f"{psnr:.2f}", gaussians=gaussians.num_points, refresh=False
                     )

@@ -90,13 +90,16 @@ def _checked_value(name: str, value: Any) -> Any:
     items = value if action.nargs == "+" else [value]
     if action.nargs == "+" and not (isinstance(value, list) and value):
         raise ValueError(f"--{name} expects a non-empty list, got {value!r}")
+    # Every option's type is a class (int, float, ...) or None (text), as arguments.Option makes it.
+    kind = action.type if isinstance(action.type, type) else None
     checked = []
     for item in items:
-        # Through the text the command line would hold, so that a preset is read exactly as if it had been typed.
-        try:
-            item = item if action.type is None else action.type(str(item))
-        except (TypeError, ValueError):
-            raise ValueError(f"argument --{name}: invalid {action.type.__name__} value: {item!r}") from None
+        if kind is not None:
+            # Through the text the command line would hold, so that a preset is read exactly as if it had been typed.
+            try:
+                item = kind(str(item))
+            except (TypeError, ValueError):
+                raise ValueError(f"argument --{name}: invalid {kind.__name__} value: {item!r}") from None
         if action.choices is not None and item not in action.choices:
             raise ValueError(f"argument --{name}: invalid choice: {item!r} (choose from "
                              f"{', '.join(map(str, action.choices))})")

@@ -2,7 +2,9 @@
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO, Any
 
 # atomic_write's temporaries: ".<name of the file written>.<8 random characters>.tmp" beside that file. The
 # characters are those of tempfile's names, which earlier versions used, so that their leftovers match too.
@@ -10,7 +12,7 @@ TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 @contextmanager
-def atomic_write(path: str, mode: str = "wb"):
+def atomic_write(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     """Yields a file open for writing; only once the block completes does it replace `path`, synced to disk.
 
     The file gets the permissions of any new file (0666 less the umask). A process killed mid-write leaves the
@@ -34,7 +36,7 @@ def atomic_write(path: str, mode: str = "wb"):
     remove_stale_temporaries(folder, os.path.basename(path))
 
 
-def remove_stale_temporaries(folder: str, target: str = None) -> None:
+def remove_stale_temporaries(folder: str, target: str | None = None) -> None:
     """Delete the temporaries that atomic_write left in folder (only those of the file named target, if given)
     when its process died mid-write. Call it only while no atomic_write into folder (of target) is under way."""
     for name in os.listdir(folder):

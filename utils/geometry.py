@@ -6,10 +6,12 @@ camera's right, down and forward axes as the columns of its rotation and the cam
 Quaternions are (w, x, y, z).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, overload
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 # The world's down axis, when the world shares the cameras' axes ("up" is -y).
 WORLD_DOWN = np.array([0.0, 1.0, 0.0])
@@ -73,9 +75,14 @@ def mean_camera_rotation(camera_to_world: np.ndarray) -> np.ndarray:
     return rotation_from_forward(camera_to_world[:, :3, 2].mean(axis=0), camera_to_world[:, :3, 1].mean(axis=0))
 
 
-def quaternion_to_rotation_matrix(quaternions):
+@overload
+def quaternion_to_rotation_matrix(quaternions: torch.Tensor) -> torch.Tensor: ...
+@overload
+def quaternion_to_rotation_matrix(quaternions: ArrayLike) -> np.ndarray: ...
+def quaternion_to_rotation_matrix(quaternions: torch.Tensor | ArrayLike) -> torch.Tensor | np.ndarray:
     """(..., 4) quaternions (w, x, y, z), not renormalised, to (..., 3, 3) matrices: tensors (differentiable) to
     tensors, anything else to float64 arrays. A unit quaternion gives its rotation."""
+    stack: Callable[..., Any]
     if isinstance(quaternions, torch.Tensor):
         w, x, y, z = quaternions.unbind(-1)
         stack = torch.stack

@@ -6,6 +6,7 @@ configure_cli_logging() first, so that their records of level INFO and above rea
 import logging
 import os
 import sys
+from typing import TextIO
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,11 +15,11 @@ class CurrentStderrHandler(logging.StreamHandler):
     """Writes each record to sys.stderr as it is at that moment: tests and tools replace sys.stderr between runs,
     and a handler holding the stream of the first run would write the later ones to a closed file."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         logging.Handler.__init__(self)
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
 

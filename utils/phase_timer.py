@@ -5,7 +5,7 @@ from the start of one iteration to the start of the next, so the phases of an it
 """
 
 import time
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -47,42 +47,43 @@ class PhaseTimer(NoTimer):
     device waits for the host. On the CPU a mark is a time.perf_counter() reading.
     """
 
-    def __init__(self, device, first_timed_iteration: int = 1):
+    def __init__(self, device: torch.device | str, first_timed_iteration: int = 1):
         self.cuda = torch.device(device).type == "cuda"
         self.first_timed_iteration = first_timed_iteration
-        self.current_iteration = None
-        # (iteration, phase that starts at the mark, mark); the mark of finish() has no iteration and no phase.
-        self.marks = []
+        self.current_iteration: Optional[int] = None
+        # (iteration, phase that starts at the mark, mark); the mark of finish() has no iteration and no phase. A
+        # mark is a torch.cuda.Event on CUDA, a time.perf_counter() reading otherwise.
+        self.marks: list[tuple[Optional[int], Optional[str], Any]] = []
 
     def _mark(self, iteration: Optional[int], name: Optional[str]) -> None:
         if self.cuda:
-            stamp = torch.cuda.Event(enable_timing=True)
-            stamp.record()
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append((iteration, name, event))
         else:
-            stamp = time.perf_counter()
-        self.marks.append((iteration, name, stamp))
+            self.marks.append((iteration, name, time.perf_counter()))
 
-    def iteration(self, iteration):
+    def iteration(self, iteration: int) -> None:
         self.current_iteration = iteration
         self._mark(iteration, OTHER)
 
-    def phase(self, name):
+    def phase(self, name: str) -> None:
         self._mark(self.current_iteration, name)
 
-    def time_rasterizer_backward(self, outputs, then):
+    def time_rasterizer_backward(self, outputs: Sequence, then: str) -> None:
         # The image's hook runs just before the rasterizer's backward, the hook of the screen-space means (a leaf
         # the rasterizer's backward writes) just after it.
         for output in outputs:
             output.image.register_hook(lambda _grad: self.phase(RASTERIZER_BACKWARD))
             output.means2d.register_hook(lambda _grad: self.phase(then))
 
-    def finish(self):
+    def finish(self) -> None:
         self._mark(None, None)
 
-    def _seconds(self, start, end) -> float:
+    def _seconds(self, start: Any, end: Any) -> float:
         return start.elapsed_time(end) / 1000.0 if self.cuda else end - start
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """The timed iterations: their count, total seconds, iterations per second, and the seconds of each phase
         (in PHASES order), which add up to the total. Call after finish()."""
         if self.cuda:
@@ -90,7 +91,7 @@ class PhaseTimer(NoTimer):
         phases = dict.fromkeys(PHASES, 0.0)
         iterations = set()
         for (iteration, name, start), (_, _, end) in zip(self.marks, self.marks[1:]):
-            if iteration is not None and iteration >= self.first_timed_iteration:
+            if iteration is not None and name is not None and iteration >= self.first_timed_iteration:
                 phases[name] += self._seconds(start, end)
                 iterations.add(iteration)
         total = sum(phases.values())

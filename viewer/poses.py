@@ -8,8 +8,8 @@ pixels. Our cameras hold the inverse, a world-to-camera matrix, and focal length
 import numpy as np
 
 from scene.cameras import Camera
-from utils.geometry import camera_to_world_matrix, quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 from utils.errors import UserError
+from utils.geometry import camera_to_world_matrix, quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 
 
 class ViewerPoseError(UserError, ValueError):

@@ -77,14 +77,16 @@ def number(value, digits):
 
 def markdown_table(rows):
     lines = [
-        "| scene | blur | method | iterations | PSNR | SSIM | LPIPS | PSNR (3DGS) | train s | render FPS | resolution |",
+        "| scene | blur | method | iterations | PSNR | SSIM | LPIPS | PSNR (3DGS) | train s | render FPS "
+        "| resolution |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         deblur_nerf, gaussian = row["metrics"]["deblur_nerf"], row["metrics"]["3dgs"]
         lines.append(
             f"| {row['scene']} | {row['blur']} | {row['method']} | {row['iterations']} | "
-            f"{number(deblur_nerf['psnr'], 2)} | {number(deblur_nerf['ssim'], 3)} | {number(deblur_nerf['lpips'], 3)} | "
+            f"{number(deblur_nerf['psnr'], 2)} | {number(deblur_nerf['ssim'], 3)} | "
+            f"{number(deblur_nerf['lpips'], 3)} | "
             f"{number(gaussian['psnr'], 2)} | {row['train_seconds']:.0f} | {row['render_fps']:.3g} | "
             f"{row['render_resolution']} |"
         )

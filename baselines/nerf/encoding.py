@@ -8,6 +8,8 @@ class PositionalEncoding(nn.Module):
     """Maps each coordinate x to (x, sin(2^k x), cos(2^k x)) for k = 0 .. num_frequencies - 1, so that an MLP can
     represent detail far finer than its smooth activations alone would."""
 
+    frequencies: torch.Tensor  # (num_frequencies,) buffer: 2^k
+
     def __init__(self, input_dims, num_frequencies, include_input=True):
         super().__init__()
         if num_frequencies < 0:

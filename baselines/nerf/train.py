@@ -31,10 +31,10 @@ from scene.dataset_readers import load_scene_info
 from utils.atomic_file import atomic_write
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path
 from utils.devices import synchronize
-from utils.images import background_color, to_uint8
-from utils.torch_files import load_torch_file
 from utils.errors import UserError, report_user_errors
+from utils.images import background_color, to_uint8
 from utils.logs import configure_cli_logging
+from utils.torch_files import load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,8 @@ def build_parser():
     presets = parser.add_argument_group("overrides of the device's preset settings")
     for field in dataclasses.fields(Settings):
         presets.add_argument(f"--{field.name}", type=field.type, default=None,
-                             help=f"cpu: {getattr(CPU_SETTINGS, field.name)}, cuda: {getattr(GPU_SETTINGS, field.name)}")
+                             help=f"cpu: {getattr(CPU_SETTINGS, field.name)}, "
+                                  f"cuda: {getattr(GPU_SETTINGS, field.name)}")
     return parser
 
 

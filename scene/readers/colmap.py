@@ -8,7 +8,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from scene.colmap_model import model_extension, read_model
+from scene.colmap_model import ColmapCamera, model_extension, read_model
 from scene.errors import DatasetError
 from scene.llff import load_poses_bounds
 from scene.readers.deblur_nerf import check_image_count
@@ -22,8 +22,11 @@ DISTORTED_MODELS = ("SIMPLE_RADIAL", "RADIAL", "OPENCV")
 # Gaussians start sized by the spacing of their SfM point to its nearest neighbours, so a point needs another one.
 MIN_SFM_POINTS = 2
 
+# (fx, fy, cx, cy, OpenCV distortion coefficients or None)
+Intrinsics = tuple[float, float, float, float, np.ndarray | None]
 
-def colmap_intrinsics(camera, model_folder):
+
+def colmap_intrinsics(camera: ColmapCamera, model_folder: str) -> Intrinsics:
     """(fx, fy, cx, cy, OpenCV distortion coefficients or None) of a COLMAP camera."""
     params = camera.params
     if camera.model == "SIMPLE_PINHOLE":
@@ -44,7 +47,8 @@ def colmap_intrinsics(camera, model_folder):
 
 
 @lru_cache(maxsize=2)
-def undistortion(fx, fy, cx, cy, distortion, width, height):
+def undistortion(fx: float, fy: float, cx: float, cy: float, distortion: tuple[float, ...], width: int,
+                 height: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """Remap tables and pinhole intrinsics (fx, fy, cx, cy) of the undistorted image, of the same size, framed so
     that every output pixel sees the scene (no black borders to learn)."""
     # cv2 puts pixel centres at integer coordinates, half a pixel away from ours.
@@ -56,19 +60,20 @@ def undistortion(fx, fy, cx, cy, distortion, width, height):
     return map_x, map_y, intrinsics
 
 
-def pinhole_view(intrinsics, image, scale):
+def pinhole_view(intrinsics: Intrinsics, image: np.ndarray,
+                 scale: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """Intrinsics (from colmap_intrinsics) scaled to image, and the image undistorted when they include lens
     distortion."""
     fx, fy, cx, cy, distortion = intrinsics
     fx, fy, cx, cy = fx * scale[0], fy * scale[1], cx * scale[0], cy * scale[1]
     if distortion is None or not distortion.any():
         return image, (fx, fy, cx, cy)
-    map_x, map_y, intrinsics = undistortion(fx, fy, cx, cy, tuple(distortion), image.shape[1], image.shape[0])
+    map_x, map_y, pinhole = undistortion(fx, fy, cx, cy, tuple(distortion), image.shape[1], image.shape[0])
     undistorted = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return undistorted, intrinsics
+    return undistorted, pinhole
 
 
-def depth_bounds(world_to_camera, points):
+def depth_bounds(world_to_camera: np.ndarray, points: np.ndarray) -> tuple[float, float] | None:
     """Near and far depth of the points in front of the camera (0.1 and 99.9 percentiles, as LLFF does)."""
     depths = points @ world_to_camera[:3, :3].T[:, 2] + world_to_camera[2, 3]
     depths = depths[depths > 0]
@@ -134,8 +139,9 @@ def read_colmap(
                 f"{model_folder}: no 3D point lies in front of image {name!r}, so its depth range is unknown "
                 f"(re-run the reconstruction, e.g. python convert.py)"
             )
+        near, far = bounds
         views.append((index, CameraInfo(
-            index, name, image, world_to_camera, fx, fy, cx, cy, image.shape[1], image.shape[0], *bounds, image_path,
+            index, name, image, world_to_camera, fx, fy, cx, cy, image.shape[1], image.shape[0], near, far, image_path,
         )))
     if not views:
         raise DatasetError(f"{model_folder}: none of the images in {source_path}/images has a COLMAP pose")

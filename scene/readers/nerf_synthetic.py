@@ -27,8 +27,9 @@ def read_transforms(path: str, resolution: int, background: np.ndarray, first_ui
     if not isinstance(transforms, dict):
         raise DatasetError(f"{path}: expected a JSON object with camera_angle_x and frames")
     angle = transforms.get("camera_angle_x")
-    if isinstance(angle, bool) or not isinstance(angle, numbers.Real) or not 0 < angle < np.pi:
+    if isinstance(angle, bool) or not isinstance(angle, numbers.Real) or not 0 < float(angle) < np.pi:
         raise DatasetError(f"{path}: camera_angle_x must be a number of radians in (0, pi), got {angle!r}")
+    angle = float(angle)
     frames = transforms.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DatasetError(f"{path}: frames must be a non-empty list")

@@ -74,12 +74,14 @@ def read_image(path: str, background: np.ndarray | None) -> np.ndarray:
     if channels == 3:
         return np.ascontiguousarray(image[:, :, ::-1])
     if channels == 4:
+        if background is None:
+            raise DatasetError(f"{path}: has an alpha channel, but no background colour to composite it over")
         rgb, alpha = image[:, :, 2::-1], image[:, :, 3:]
         return np.ascontiguousarray(rgb * alpha + background * (1.0 - alpha), dtype=np.float32)
     raise DatasetError(f"{path}: unsupported image with {channels} channels")
 
 
-def check_jpeg_is_complete(path):
+def check_jpeg_is_complete(path: str) -> None:
     """Decode a JPEG file with Pillow, which refuses compressed data that ends early, where cv2 fills the missing
     rows with grey and only warns on stderr (truncated PNG files cv2 refuses itself)."""
     try:
@@ -96,7 +98,7 @@ def check_jpeg_is_complete(path):
         raise DatasetError(f"{path}: image data is truncated or corrupt ({error})") from None
 
 
-def target_size(reference_width, reference_height, resolution, path):
+def target_size(reference_width: int, reference_height: int, resolution: int, path: str) -> tuple[int, int]:
     """Output (width, height) for images whose full size is the reference size."""
     if resolution in DOWNSCALE_FACTORS:
         width, height = reference_width / resolution, reference_height / resolution
@@ -109,7 +111,7 @@ def target_size(reference_width, reference_height, resolution, path):
     return max(1, round(width)), max(1, round(height))
 
 
-def find_image(folder, name):
+def find_image(folder: str, name: str) -> str | None:
     """Path of name in folder, or of a file with its stem and another image extension (downscaled copies are
     often re-encoded, e.g. JPEG to PNG); None when there is neither."""
     path = os.path.join(folder, name)
@@ -169,5 +171,5 @@ def load_view_image(
     return image, image_path, scales(image, reference_size)
 
 
-def scales(image, reference_size):
+def scales(image: np.ndarray, reference_size: tuple[int, int]) -> tuple[float, float]:
     return image.shape[1] / reference_size[0], image.shape[0] / reference_size[1]

@@ -4,8 +4,15 @@
     python -m scene.synthetic --suite bench --out data/bench
 """
 
-from .config import (BLUR_TYPES, OUT_OF_FAMILY_SCENES, PRESETS, SUITE_BLUR_TYPES, SceneConfig, SyntheticSceneError,
-                     preset_config)
+from .config import (
+    BLUR_TYPES,
+    OUT_OF_FAMILY_SCENES,
+    PRESETS,
+    SUITE_BLUR_TYPES,
+    SceneConfig,
+    SyntheticSceneError,
+    preset_config,
+)
 from .generator import SHARP_IMAGES_FOLDER, generate_scene, generate_suite, suite_configs, view_name
 from .layouts import LAYOUTS
 

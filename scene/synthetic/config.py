@@ -178,7 +178,7 @@ PRESETS = {
 # The suite's scenes beyond every layout with defocus and with motion blur: blur from outside the models' family,
 # on one layout only, since each costs a row of trainings in the benchmark. A jerk's jump leaves a double image whose
 # edges stay sharp, so its mean gradient falls less than under a smear of the same extent: its check asks for less.
-OUT_OF_FAMILY_SCENES = {
+OUT_OF_FAMILY_SCENES: dict[str, dict[str, object]] = {
     "gallery_motion_walk": dict(blur="motion", layout="gallery", shake_path="walk"),
     "gallery_motion_jerk": dict(blur="motion", layout="gallery", shake_path="jerk", recorded_pose="mean",
                                 min_blur_reduction=0.15),

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,14 @@ from scene.llff import save_poses_bounds
 from utils.geometry import rotation_matrix_to_quaternion, world_to_camera_from_centre
 
 from .camera import PinholeIntrinsics, apply_shake, forward_facing_arc, shake_trajectory
-from .config import (LENS_BLUR_TYPES, OUT_OF_FAMILY_SCENES, SHAKING_BLUR_TYPES, SUITE_BLUR_TYPES, SyntheticSceneError,
-                     preset_config)
+from .config import (
+    LENS_BLUR_TYPES,
+    OUT_OF_FAMILY_SCENES,
+    SHAKING_BLUR_TYPES,
+    SUITE_BLUR_TYPES,
+    SyntheticSceneError,
+    preset_config,
+)
 from .imaging import linear_to_srgb8, mean_gradient_magnitude, write_png
 from .layouts import FOCUS_RANGE, LAYOUTS, NEAREST_OBJECT_DEPTH, build_scene
 from .primitives import json_numbers
@@ -58,7 +65,8 @@ def view_name(index):
 def draw_exposure(config, view_index, attempt, rotation, centre):
     """The blurred exposure of a training view (draw number `attempt`) and a JSON-ready record of its draw."""
     rng = _random_stream(config.seed, BLUR_STREAM, view_index, attempt)
-    lens, record = {}, {}
+    lens: dict[str, Any] = {}
+    record: dict[str, object] = {}
     if config.blur in LENS_BLUR_TYPES:
         aperture = config.max_aperture * rng.uniform(0.5, 1.0)
         # Uniform in inverse depth: focused anywhere from the nearest objects to the middle distance.
@@ -162,7 +170,8 @@ def _write_scene(folder, config, intrinsics, rotations, centres, images, sharp_i
     camera_to_world = np.concatenate([rotations, centres[:, :, None]], axis=2)
     hwf = np.tile([float(intrinsics.height), float(intrinsics.width), intrinsics.fx], (len(images), 1))
     save_poses_bounds(folder / "poses_bounds.npy", camera_to_world, hwf, bounds)
-    write_model(folder / "sparse" / "0", *_colmap_model(intrinsics, rotations, centres, points), ext=".txt")
+    cameras, colmap_images, points3d = _colmap_model(intrinsics, rotations, centres, points)
+    write_model(folder / "sparse" / "0", cameras, colmap_images, points3d, ext=".txt")
     (folder / f"hold={config.hold}").touch()
     with open(folder / "scene.json", "w", encoding="utf-8") as file:
         json.dump(record, file, indent=1)

@@ -68,6 +68,8 @@ setup(
     version="0.1.0",
     description="Differentiable tile-based Gaussian splatting rasterizer with CPU and CUDA backends",
     packages=["gaussian_rasterizer"],
+    # PEP 561: the package's type hints are read where it is installed.
+    package_data={"gaussian_rasterizer": ["py.typed"]},
     python_requires=">=3.9",
     ext_modules=extensions,
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

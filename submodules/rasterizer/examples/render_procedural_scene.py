@@ -30,8 +30,8 @@ def spiral_and_floor(seed=0):
     spiral = torch.stack([radius * torch.cos(angle), 0.6 - 0.25 * t, radius * torch.sin(angle)], dim=1)
     spiral += torch.randn(n_arm, 3, generator=g) * 0.04
     hue = t / 3.0
-    spiral_rgb = torch.stack([0.5 + 0.5 * torch.cos(2 * math.pi * hue), 0.5 + 0.5 * torch.cos(2 * math.pi * (hue - 1 / 3)),
-                              0.5 + 0.5 * torch.cos(2 * math.pi * (hue - 2 / 3))], dim=1)
+    spiral_rgb = torch.stack([0.5 + 0.5 * torch.cos(2 * math.pi * (hue - shift)) for shift in (0, 1 / 3, 2 / 3)],
+                             dim=1)
     spiral_scales = torch.full((n_arm, 3), 0.03) * torch.exp(torch.randn(n_arm, 3, generator=g) * 0.3)
 
     # Floor: a grid of flat Gaussians with a checker pattern.

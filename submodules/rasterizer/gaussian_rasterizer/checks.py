@@ -7,7 +7,7 @@ import contextvars
 import math
 import numbers
 import os
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -27,7 +27,8 @@ MAX_CUDA_TILE_ROWS = 65_535
 PLANES_BEYOND_CHANNELS = 5
 BYTES_PER_TILE = 8
 
-_deferred_check = contextvars.ContextVar("gaussian_rasterizer deferred finite check", default=None)
+_deferred_check: contextvars.ContextVar[Optional["DeferredFiniteCheck"]] = contextvars.ContextVar(
+    "gaussian_rasterizer deferred finite check", default=None)
 
 
 class DeferredFiniteCheck:
@@ -37,15 +38,15 @@ class DeferredFiniteCheck:
     input raises ValueError naming the tensor. A check can be entered again and again: it gathers every call until
     clear()."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.all_finite: Optional[torch.Tensor] = None  # a bool scalar on the inputs' device; None before any call
-        self._tokens = []
+        self._tokens: List[contextvars.Token[Optional[DeferredFiniteCheck]]] = []
 
-    def __enter__(self):
+    def __enter__(self) -> "DeferredFiniteCheck":
         self._tokens.append(_deferred_check.set(self))
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         _deferred_check.reset(self._tokens.pop())
 
     def record(self, finite: torch.Tensor) -> None:
@@ -198,6 +199,7 @@ def check_inputs(means, scales, rotations, opacities, camera, sh_coeffs, sh_degr
         tensors.append(_per_camera_tensor(sh_coeffs, "sh_coeffs", (n, None, 3), cameras, device))
         if isinstance(sh_degree, bool) or not isinstance(sh_degree, numbers.Integral):
             raise ValueError(f"sh_degree must be an integer, got {sh_degree!r}")
+        sh_degree = int(sh_degree)
         if not 0 <= sh_degree <= MAX_SH_DEGREE:
             raise ValueError(f"sh_degree must be between 0 and {MAX_SH_DEGREE}, got {sh_degree}")
         if sh_coeffs.shape[-2] < (sh_degree + 1) ** 2:

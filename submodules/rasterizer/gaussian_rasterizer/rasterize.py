@@ -6,8 +6,9 @@ same five stage functions, so this one wrapper serves the CPU and the CUDA
 builds alike.
 """
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 
@@ -15,12 +16,13 @@ from . import reference
 from .camera import Camera
 from .checks import camera_list, check_inputs, free_bytes
 
+# Imported by their full names, which the type checker's settings list among the modules without type hints.
 try:
-    from . import _cpu
+    import gaussian_rasterizer._cpu as _cpu
 except ImportError:  # a source checkout that was never built
     _cpu = None
 try:
-    from . import _cuda
+    import gaussian_rasterizer._cuda as _cuda
 except ImportError:  # built without CUDA
     _cuda = None
 
@@ -83,7 +85,7 @@ class RasterOutput:
         ]
 
 
-def available_backends():
+def available_backends() -> List[str]:
     """Names of the backends usable in this build, fastest last."""
     names = ["reference"]
     if _cpu is not None:
@@ -209,8 +211,11 @@ def _rasterize_reference(cameras, inputs, sh_degree, background, normalize_rotat
     return [torch.stack(parts) for parts in zip(*outputs)], [output[4] for output in outputs]
 
 
-def rasterize_gaussians(means, scales, rotations, opacities, camera: Union[Camera, Sequence[Camera]], sh_coeffs=None,
-                        sh_degree=0, features=None, background=None, normalize_rotations=False, backend="auto"):
+def rasterize_gaussians(means: torch.Tensor, scales: torch.Tensor, rotations: torch.Tensor, opacities: torch.Tensor,
+                        camera: Union[Camera, Sequence[Camera]], sh_coeffs: Optional[torch.Tensor] = None,
+                        sh_degree: int = 0, features: Optional[torch.Tensor] = None,
+                        background: Optional[torch.Tensor] = None, normalize_rotations: bool = False,
+                        backend: str = "auto") -> RasterOutput:
     """Renders N 3D Gaussians into one view, or into C views in one pass, differentiably.
 
     means: (N, 3) world-space centres.
@@ -242,6 +247,8 @@ def rasterize_gaussians(means, scales, rotations, opacities, camera: Union[Camer
     batched = isinstance(camera, (list, tuple))
     cameras = camera_list(camera)
     num_cameras, n = len(cameras), means.shape[-2]
+    leaves: Optional[Tuple[List[torch.Tensor], Optional[List[torch.Tensor]]]]
+    absgrad: Optional[torch.Tensor]
 
     if backend == "reference":
         inputs = (means, scales, rotations, opacities, sh_coeffs, features)
@@ -270,9 +277,10 @@ def rasterize_gaussians(means, scales, rotations, opacities, camera: Union[Camer
             return torch.zeros((n, 2), dtype=means.dtype, device=means.device, requires_grad=True)
 
         # A batched call's means2d stacks one tensor per camera, so that unbind() can hand each camera its own.
-        leaves = ([leaf() for _ in cameras], [leaf() for _ in cameras]) if batched else None
-        means2d, absgrad = (torch.stack(leaves[0]), torch.stack(leaves[1])) if batched else (leaf(), leaf())
         if batched:
+            camera_means2d, camera_absgrad = [leaf() for _ in cameras], [leaf() for _ in cameras]
+            leaves = (camera_means2d, camera_absgrad)
+            means2d, absgrad = torch.stack(camera_means2d), torch.stack(camera_absgrad)
             if means2d.requires_grad:  # not under torch.no_grad()
                 means2d.retain_grad()
                 absgrad.retain_grad()
@@ -280,7 +288,9 @@ def rasterize_gaussians(means, scales, rotations, opacities, camera: Union[Camer
             # Coefficients that every camera sees stay one set: the stages read them per Gaussian.
             sh_rows = None if sh_coeffs is None else rows(sh_coeffs, 3) if _per_camera(sh_coeffs, 3) else sh_coeffs
         else:
-            world_to_camera = camera.world_to_camera
+            leaves = None
+            means2d, absgrad = leaf(), leaf()
+            world_to_camera = cameras[0].world_to_camera
             sh_rows = sh_coeffs
         empty = means.new_empty(0)
         image, weighted_depth, final_t, radii, projected = _Rasterize.apply(
@@ -294,7 +304,7 @@ def rasterize_gaussians(means, scales, rotations, opacities, camera: Union[Camer
             means2d.copy_(projected.view_as(means2d))
         if batched:
             with torch.no_grad():
-                for camera_leaf, values in zip(leaves[0], means2d):
+                for camera_leaf, values in zip(camera_means2d, means2d):
                     camera_leaf.copy_(values)
             radii = radii.view(num_cameras, n)
     if not batched:

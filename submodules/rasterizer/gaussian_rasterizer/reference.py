@@ -120,7 +120,8 @@ def rasterize_reference(means, scales, rotations, opacities, camera, sh_coeffs=N
         lambda_max = mid + torch.sqrt(torch.clamp_min(mid * mid - det, 0.1))
         # A radius that covers the image is enough, and keeps huge Gaussians within int32.
         reach = torch.maximum(torch.maximum(means2d[:, 0].abs(), (means2d[:, 0] - W).abs()),
-                              torch.maximum(means2d[:, 1].abs(), (means2d[:, 1] - H).abs())).clamp_max(MAX_SCREEN_RADIUS)
+                              torch.maximum(means2d[:, 1].abs(), (means2d[:, 1] - H).abs()))
+        reach = reach.clamp_max(MAX_SCREEN_RADIUS)
         three_sigma = 3 * torch.sqrt(lambda_max)
         radii = torch.ceil(torch.where(three_sigma < reach, three_sigma, reach)).to(torch.int32)
         extents, reaches = tile_extents(conics, opacities[:, 0], radii)

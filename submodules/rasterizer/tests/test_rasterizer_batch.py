@@ -1,10 +1,10 @@
 """One call for several cameras against one call per camera, and the batched call's own errors."""
 import pytest
 import torch
-from scenes import DIFFERENTIABLE, look_at_camera, random_scene
 
 from gaussian_rasterizer import Camera, rasterize_gaussians
 from gaussian_rasterizer import rasterize as rasterize_module
+from scenes import DIFFERENTIABLE, look_at_camera, random_scene
 
 # Channels of the inputs that fit one per camera; the others are shared by the cameras.
 PER_CAMERA_CASES = [

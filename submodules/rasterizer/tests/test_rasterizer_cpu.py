@@ -4,13 +4,20 @@ import re
 
 import pytest
 import torch
-from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_grads
 
-from gaussian_rasterizer import (Camera, DeferredFiniteCheck, RasterOutput, TilePairOverflowError, project_gaussians,
-                                 rasterize_gaussians, reference)
+from gaussian_rasterizer import (
+    Camera,
+    DeferredFiniteCheck,
+    RasterOutput,
+    TilePairOverflowError,
+    project_gaussians,
+    rasterize_gaussians,
+    reference,
+)
 from gaussian_rasterizer.checks import check_inputs
 from gaussian_rasterizer.rasterize import BYTES_PER_TILE_PAIR, TILE_SIZE, _cpu, _expected_depth
 from gaussian_rasterizer.reference import blend_tile
+from scenes import DIFFERENTIABLE, look_at_camera, random_scene, render_with_grads
 
 # float32 sums of a few dozen terms of order 1: a few ulp at most.
 FORWARD_ATOL = 1e-5

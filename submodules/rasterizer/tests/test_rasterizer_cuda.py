@@ -4,6 +4,10 @@ import re
 
 import pytest
 import torch
+
+from gaussian_rasterizer import available_backends, rasterize_gaussians
+from gaussian_rasterizer.checks import check_inputs
+from gaussian_rasterizer.rasterize import _cpu, _cuda
 from scenes import random_scene, render_with_grads
 from test_rasterizer_batch import PER_CAMERA_CASES, batched_scene, render_batch, render_one_by_one
 from test_rasterizer_cpu import (
@@ -16,10 +20,6 @@ from test_rasterizer_cpu import (
     faint_gaussian_tiles,
     largest_finite_args,
 )
-
-from gaussian_rasterizer import available_backends, rasterize_gaussians
-from gaussian_rasterizer.checks import check_inputs
-from gaussian_rasterizer.rasterize import _cpu, _cuda
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="needs a GPU and the CUDA backend")]

@@ -1,10 +1,10 @@
 """Finite-difference check of the reference rasterizer's autograd gradients, in float64."""
 import pytest
 import torch
-from scenes import random_scene
 
 from gaussian_rasterizer import Camera
 from gaussian_rasterizer.reference import rasterize_reference
+from scenes import random_scene
 
 
 @pytest.mark.parametrize("seed", range(3))
