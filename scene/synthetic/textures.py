@@ -159,11 +159,18 @@ def _poster():
 
 
 @functools.lru_cache(maxsize=1)
-def texture_library():
-    """All textures by name; built once per process because decoding and drawing them takes a moment."""
-    textures = {name: Texture(_photograph(name, loader)) for name, loader in PHOTOGRAPHS.items()}
+def texture_images():
+    """Every texture's 8-bit sRGB image (H, W, 3) by name; built once per process because decoding and drawing
+    them takes a moment."""
+    images = {name: _photograph(name, loader) for name, loader in PHOTOGRAPHS.items()}
     for name, (loader, tint) in MATERIALS.items():
-        textures[name] = Texture(_material(loader, tint))
-    textures["chart"] = Texture(_resolution_chart())
-    textures["poster"] = Texture(_poster())
-    return textures
+        images[name] = _material(loader, tint)
+    images["chart"] = _resolution_chart()
+    images["poster"] = _poster()
+    return images
+
+
+@functools.lru_cache(maxsize=1)
+def texture_library():
+    """All textures by name, sampled in linear light."""
+    return {name: Texture(image) for name, image in texture_images().items()}
