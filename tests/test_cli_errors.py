@@ -47,9 +47,16 @@ def nerf_baseline_on_a_missing_scene(folder):
     return ["-m", "baselines.nerf.train", "-s", missing, "--method", "nerf", "--device", "cpu"], program, missing
 
 
+def image_deblurring_of_a_missing_scene(folder):
+    program = "python -m baselines.image.deblur"
+    missing = str(folder / "no_such_scene")
+    return ["-m", "baselines.image.deblur", "-s", missing, "-o", str(folder / "out"), "--method", "asn"], program, \
+        missing
+
+
 @pytest.mark.parametrize("bad_input", [
     render_of_a_moved_scene, convert_without_photos, metrics_of_an_unrendered_model,
-    synthetic_scene_with_a_negative_aperture, nerf_baseline_on_a_missing_scene,
+    synthetic_scene_with_a_negative_aperture, nerf_baseline_on_a_missing_scene, image_deblurring_of_a_missing_scene,
 ], ids=lambda bad_input: bad_input.__name__)
 def test_bad_input_ends_with_status_2_and_one_line_naming_it(tmp_path, bad_input):
     arguments, program, named = bad_input(tmp_path)
