@@ -2,7 +2,7 @@
 
     python bench/deblur.py [--data data/bench] [--scenes gallery_defocus blocks_motion] [--blur defocus]
                            [--family in|out] [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--no-official]
-                           [--no-sharp] [--with-nerf] [--jobs N]
+                           [--no-sharp] [--with-nerf] [--with-2d [--2d-iterations N]] [--jobs N]
 
 The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/, whose blur
 comes from the blur models' own family (a cubic shake path recorded at mid-exposure, an ideal thin lens with a
@@ -15,6 +15,9 @@ is trained with the synthetic_<blur> preset (synthetic_motion for mixed blur) th
 "official_deblurring_3dgs" with the paper's (--blur_model official); each --variant adds a deblurring run with
 extra train.py flags, e.g. --variant "knn=--knn_iteration 375" or --variant "official_lens=--blur_model official
 --lens_blur".
+--with-2d adds the image-space baselines of baselines/image: each scene copied with its training photos deblurred by
+the analysis-synthesis pair ("asn_2d_3dgs") or by Blur2Blur-style conversion into that deblurrer's blur domain
+("blur2blur_2d_3dgs"), then trained as vanilla; their rows also give the photos' own PSNR before and after.
 "sharp_3dgs", trained unless --no-sharp, is the vanilla recipe trained on the sharp truth of the training photos,
 which the generator keeps in images_sharp/: the ceiling of deblurring at the same schedule. Each method's recovered
 fraction of a scene, (method - vanilla) / (ceiling - vanilla) in PSNR, is scale-free where absolute gains are not (a
@@ -53,6 +56,8 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPOSITORY)
 
 import metrics
+from baselines.image.asn import DEFAULT_CACHE
+from baselines.image.deblur import deblur_scene
 from blur.presets import OFFICIAL_ITERATIONS
 from gaussian_renderer.speed import measure_fps
 from scene.gaussian_model import GaussianModel
@@ -72,6 +77,8 @@ FAMILY_OPTIONS = {"in": IN_FAMILY, "out": OUT_OF_FAMILY}
 # Below this much headroom the ceiling is not told apart from vanilla (seeds move a PSNR by some hundredths of a
 # dB), so a recovered fraction would be noise divided by noise: it is left out.
 MIN_HEADROOM_DB = 0.1
+# The image-space baselines (baselines/image): each training photo deblurred by a 2D method, then vanilla 3DGS.
+IMAGE_METHODS = {"asn": "asn_2d_3dgs", "blur2blur": "blur2blur_2d_3dgs"}
 # Published NeRF baselines are slow on a CPU; these two bracket them (vanilla, and the deblurring pioneer).
 DEFAULT_NERF_METHODS = ("nerf", "deblurnerf")
 FPS_TURNS = 5
@@ -122,7 +129,7 @@ def parse_variant(text):
 
 def method_options(method, variants):
     """The training options that set a method apart: {option name: value}."""
-    if method in (VANILLA, SHARP):
+    if method in (VANILLA, SHARP, *IMAGE_METHODS.values()):
         return {"blur": "none"}
     if method == OFFICIAL:
         return {"blur_model": "official"}
@@ -250,6 +257,17 @@ def measure_render_speeds(rows, runs_options, iterations, fps_frames):
         row["render_fps"] = 1000.0 / float(np.median(turns[index]))
         row["render_ms_turns"] = turns[index]
         row["render_resolution"] = f"{camera.width}x{camera.height}"
+
+
+def image_deblurred_scenes(scene_name, scene_folder, out_root, iterations, full, device, cache_dir):
+    """{row method: baselines.image.DeblurredScene}: the scene copied with its training photos deblurred by each
+    image-space method, for vanilla 3DGS to train on."""
+    deblurred = {}
+    for method, row_method in IMAGE_METHODS.items():
+        print(f"\n=== {scene_name} / {row_method}: deblurring the training photos with {method}")
+        deblurred[row_method] = deblur_scene(scene_folder, os.path.join(out_root, scene_name, method), method,
+                                             iterations, full, cache_dir=cache_dir, overwrite=True, device=device)
+    return deblurred
 
 
 def nerf_rows(scene_folder, blur, methods, iterations, device, out_root):
@@ -427,6 +445,13 @@ def markdown(rows, summary, settings, table=None, family_summary=None):
                       f"ceiling or with less than {MIN_HEADROOM_DB} dB between it and vanilla. In-family: blur of "
                       "the kind the blur models assume; out-of-family: the ways the scene's blur departs from it.", ""]
         lines += scene_markdown(table)
+    photo_rows = [row for row in rows if "photo_psnr_after" in row]
+    if photo_rows:
+        lines += ["", "2D deblurring: PSNR of the training photos against their sharp truth, before and after.", "",
+                  "| scene | method | photos before | photos after | 2D training s |", "|---|---|---|---|---|"]
+        lines += [f"| {row['scene']} | {row['method']} | {score(row['photo_psnr_before'], 2)} | "
+                  f"{score(row['photo_psnr_after'], 2)} | {score(row['image_train_seconds'], 0)} |"
+                  for row in photo_rows]
     if family_summary:
         lines += ["", "| blur / family / method | scenes | recovered DN | recovered 3DGS | PSNR gain DN |",
                   "|---|---|---|---|---|"]
@@ -477,6 +502,13 @@ def main(argv=None):
                         help="skip the ceiling: vanilla trained on the sharp training photos, which the recovered "
                              "fractions need")
     parser.add_argument("--with-nerf", action="store_true", help="also run the NeRF baselines (baselines/nerf)")
+    parser.add_argument("--with-2d", dest="with_image", action="store_true",
+                        help="also the image-space baselines (baselines/image): the training photos deblurred by "
+                             "the analysis-synthesis pair and by Blur2Blur-style conversion, then vanilla 3DGS")
+    parser.add_argument("--2d-iterations", dest="image_iterations", type=int, default=None,
+                        help="training steps of each 2D network (default: their own)")
+    parser.add_argument("--2d-cache", dest="image_cache", default=DEFAULT_CACHE,
+                        help="where the trained 2D deblurrer is cached")
     parser.add_argument("--nerf-methods", nargs="+", default=list(DEFAULT_NERF_METHODS))
     parser.add_argument("--nerf-iterations", type=int, default=None, help="default: the NeRF benchmark's own")
     parser.add_argument("--reuse", action="store_true", help="reuse runs under OUT that already finished")
@@ -505,7 +537,11 @@ def run_benchmark(args, iterations):
 
     methods = (([VANILLA] if args.vanilla else []) + [DEBLURRING] + ([OFFICIAL] if args.official else [])
                + [name for name, _ in variants])
+    image_methods = list(IMAGE_METHODS.values()) if args.with_image else []
     reference_methods = [SHARP] if args.with_sharp else []
+    image_scenes = {name: image_deblurred_scenes(name, folder, os.path.join(args.out, "image_deblurred"),
+                                                 args.image_iterations, args.full, args.device, args.image_cache)
+                    for name, folder, _ in scenes} if args.with_image else {}
     settings = {"scale": "full" if args.full else "cpu", "iterations": iterations, "device": args.device,
                 "seed": args.seed, "data": args.data, "variants": {name: flags for name, flags in variants}}
     rows = []
@@ -514,9 +550,10 @@ def run_benchmark(args, iterations):
     scene_runs: dict[str, list[tuple[str, TrainingOptions]]] = {}
     for scene_name, folder, description in scenes:
         scene_runs[scene_name] = []
-        for method in methods + reference_methods:
+        for method in methods + image_methods + reference_methods:
             model_path = os.path.join(args.out, "runs", scene_name, method)
-            source = sharp_sources[scene_name] if method == SHARP else folder
+            source = (sharp_sources[scene_name] if method == SHARP
+                      else image_scenes[scene_name][method].folder if method in image_methods else folder)
             options = run_training_options(source, description["blur"], model_path, iterations, args.full,
                                            args.device, args.seed, args.lpips_weights,
                                            method_options(method, variants))
@@ -532,6 +569,11 @@ def run_benchmark(args, iterations):
                       for method, options in scene_runs[scene_name]]
         measure_render_speeds(scene_rows, [options for _, options in scene_runs[scene_name]], iterations,
                               args.fps_frames)
+        for row in scene_rows:
+            if row["method"] in image_methods:
+                deblurred = image_scenes[scene_name][row["method"]]
+                row.update(photo_psnr_before=deblurred.photo_psnr_before, photo_psnr_after=deblurred.photo_psnr_after,
+                           image_train_seconds=deblurred.train_seconds)
         if args.with_nerf:
             scene_rows += nerf_rows(folder, blur, args.nerf_methods, args.nerf_iterations, args.device,
                                     os.path.join(args.out, "nerf"))

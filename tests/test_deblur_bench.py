@@ -278,3 +278,25 @@ def test_the_tables_give_each_methods_recovered_fraction_per_scene_and_family():
     assert "| gallery_mixed | mixed | out-of-family: defocus and shake | 20.00 | 22.00 | 0.50 |  |  | 24.00 |" in text
     assert "| gallery_defocus | defocus | in-family | 21.00 | 21.50 | n/a |  |  | n/a |" in text
     assert "| motion/in-family/deblurring_3dgs | 2 | 0.42 | 0.42 | +2.00 dB |" in text
+
+
+@pytest.mark.slow
+def test_the_2d_baselines_add_rows_trained_on_their_deblurred_photos(tiny_suite, tmp_path):
+    out = str(tmp_path / "bench")
+    deblur.main(bench_arguments(tiny_suite, out) + ["--no-official", "--with-2d", "--2d-iterations", "2",
+                                                     "--2d-cache", str(tmp_path / "cache")])
+    with open(os.path.join(out, "deblur_bench.json")) as file:
+        table = json.load(file)
+    rows = {row["method"]: row for row in table["rows"]}
+    assert list(rows) == [deblur.VANILLA, deblur.DEBLURRING, *deblur.IMAGE_METHODS.values()]
+    for method, row_method in deblur.IMAGE_METHODS.items():
+        row = rows[row_method]
+        assert math.isfinite(row["metrics"]["deblur_nerf"]["psnr"]) and row["render_fps"] > 0
+        # The generated scene keeps its sharp truth, so the photos' own PSNR is measured before and after.
+        assert math.isfinite(row["photo_psnr_before"]) and math.isfinite(row["photo_psnr_after"])
+        # Vanilla 3DGS trained on the copy whose training photos the 2D method rewrote.
+        copy = os.path.join(out, "image_deblurred", "tiny_defocus", method)
+        with open(os.path.join(out, "runs", "tiny_defocus", row_method, "cfg_args")) as file:
+            recorded = file.read()
+        assert f"source_path='{copy}'" in recorded and "blur='none'" in recorded
+    assert "2D deblurring: PSNR of the training photos" in read(os.path.join(out, "deblur_bench.md"))
