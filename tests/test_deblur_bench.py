@@ -105,6 +105,8 @@ def test_a_failed_parallel_training_names_its_run_and_log(tiny_suite, tmp_path, 
     assert "min_contribution" in read(log)
 
 
+# Slow: the tiny suite's defocus scene is generated first.
+@pytest.mark.slow
 def test_a_variant_s_bad_option_stops_the_benchmark_before_any_training(tiny_suite, tmp_path, capsys):
     out = str(tmp_path / "bench")
     with pytest.raises(SystemExit) as exit_info:

@@ -124,6 +124,8 @@ def quick_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("deblurrer_cache"))
 
 
+# Slow: it trains both the deblurrer and the converter, if only for a few steps.
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["asn", "blur2blur"])
 def test_deblur_scene_writes_a_scene_train_reads(small_scene, quick_cache, tmp_path, method):
     out = tmp_path / "deblurred"

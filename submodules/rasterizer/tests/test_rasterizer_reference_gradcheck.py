@@ -7,6 +7,8 @@ from gaussian_rasterizer.reference import rasterize_reference
 from scenes import random_scene
 
 
+# Slow: float64 finite differences over every input of the dense reference, about 1-2 s per case.
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("colour", ["sh", "features"])
 def test_reference_gradients_match_finite_differences(seed, colour):
