@@ -155,17 +155,18 @@ def rewrite_downscaled_copies(folder: str, relative: str, colour: np.ndarray) ->
         write_photo(copy, shrunk, stored)
 
 
-def photo_psnr(scene: str, relative: str, colour: np.ndarray) -> float | None:
-    """PSNR of colour against the sharp truth of the training photo images/<name>, if the scene keeps one."""
+def photo_psnrs(scene: str, relative: str, before: np.ndarray, after: np.ndarray) -> tuple[float | None, float | None]:
+    """PSNR of the training photo images/<name> before and after deblurring against its sharp truth, read once;
+    (None, None) when the scene keeps no truth for it."""
     parts = relative.split(os.sep)
     truth = find_image(os.path.join(scene, SHARP_IMAGES_FOLDER), parts[-1]) if parts[0] == "images" else None
     if truth is None:
-        return None
-    sharp = read_image(truth, None)
-    if sharp.shape != colour.shape:
+        return None, None
+    sharp = torch.from_numpy(read_image(truth, None))
+    if sharp.shape != before.shape:
         raise ImageDeblurError(f"{truth}: size {sharp.shape[1]}x{sharp.shape[0]} differs from its photo's "
-                               f"{colour.shape[1]}x{colour.shape[0]}")
-    return float(psnr(torch.from_numpy(colour), torch.from_numpy(sharp)))
+                               f"{before.shape[1]}x{before.shape[0]}")
+    return float(psnr(torch.from_numpy(before), sharp)), float(psnr(torch.from_numpy(after), sharp))
 
 
 def mean_or_none(values) -> float | None:
@@ -217,8 +218,8 @@ def deblur_scene(scene: str, out: str, method: str, iterations: int | None = Non
         for relative, (colour, stored), restored in zip(relatives, photos, deblurred):
             written = write_photo(os.path.join(folder, relative), restored, stored)
             rewrite_downscaled_copies(folder, relative, written)
-            per_photo[relative] = {"psnr_before": photo_psnr(scene, relative, colour),
-                                   "psnr_after": photo_psnr(scene, relative, written)}
+            psnr_before, psnr_after = photo_psnrs(scene, relative, colour, written)
+            per_photo[relative] = {"psnr_before": psnr_before, "psnr_after": psnr_after}
         result = DeblurredScene(os.path.normpath(out), method,
                                 mean_or_none(view["psnr_before"] for view in per_photo.values()),
                                 mean_or_none(view["psnr_after"] for view in per_photo.values()), deblurrer.path,
