@@ -259,14 +259,15 @@ def measure_render_speeds(rows, runs_options, iterations, fps_frames):
         row["render_resolution"] = f"{camera.width}x{camera.height}"
 
 
-def image_deblurred_scenes(scene_name, scene_folder, out_root, iterations, full, device, cache_dir):
+def image_deblurred_scenes(scene_name, scene_folder, out_root, iterations, full, device, cache_dir, reuse):
     """{row method: baselines.image.DeblurredScene}: the scene copied with its training photos deblurred by each
-    image-space method, for vanilla 3DGS to train on."""
+    image-space method, for vanilla 3DGS to train on; with reuse, a copy made with the same settings is kept."""
     deblurred = {}
     for method, row_method in IMAGE_METHODS.items():
         print(f"\n=== {scene_name} / {row_method}: deblurring the training photos with {method}")
         deblurred[row_method] = deblur_scene(scene_folder, os.path.join(out_root, scene_name, method), method,
-                                             iterations, full, cache_dir=cache_dir, overwrite=True, device=device)
+                                             iterations, full, cache_dir=cache_dir, overwrite=True, reuse=reuse,
+                                             device=device)
     return deblurred
 
 
@@ -540,7 +541,8 @@ def run_benchmark(args, iterations):
     image_methods = list(IMAGE_METHODS.values()) if args.with_image else []
     reference_methods = [SHARP] if args.with_sharp else []
     image_scenes = {name: image_deblurred_scenes(name, folder, os.path.join(args.out, "image_deblurred"),
-                                                 args.image_iterations, args.full, args.device, args.image_cache)
+                                                 args.image_iterations, args.full, args.device, args.image_cache,
+                                                 args.reuse)
                     for name, folder, _ in scenes} if args.with_image else {}
     settings = {"scale": "full" if args.full else "cpu", "iterations": iterations, "device": args.device,
                 "seed": args.seed, "data": args.data, "variants": {name: flags for name, flags in variants}}

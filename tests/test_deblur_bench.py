@@ -302,3 +302,15 @@ def test_the_2d_baselines_add_rows_trained_on_their_deblurred_photos(tiny_suite,
             recorded = file.read()
         assert f"source_path='{copy}'" in recorded and "blur='none'" in recorded
     assert "2D deblurring: PSNR of the training photos" in read(os.path.join(out, "deblur_bench.md"))
+
+    # --reuse deblurs nothing again: the copies' records stay as they were, and so do the rows.
+    records = [os.path.join(out, "image_deblurred", "tiny_defocus", method, "image_deblur.json")
+               for method in deblur.IMAGE_METHODS]
+    modified = [os.path.getmtime(record) for record in records]
+    deblur.main(bench_arguments(tiny_suite, out) + ["--no-official", "--with-2d", "--2d-iterations", "2",
+                                                     "--2d-cache", str(tmp_path / "cache"), "--reuse"])
+    assert [os.path.getmtime(record) for record in records] == modified
+    with open(os.path.join(out, "deblur_bench.json")) as file:
+        reused = {row["method"]: row for row in json.load(file)["rows"]}
+    for row_method in deblur.IMAGE_METHODS.values():
+        assert reused[row_method]["photo_psnr_after"] == rows[row_method]["photo_psnr_after"]

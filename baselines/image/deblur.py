@@ -176,14 +176,16 @@ def mean_or_none(values) -> float | None:
 
 def deblur_scene(scene: str, out: str, method: str, iterations: int | None = None, full: bool = False, *,
                  families=KERNEL_FAMILIES, cache_dir: str = DEFAULT_CACHE, seed: int = 0, hold: int | None = None,
-                 sharp_sources=(), overwrite: bool = False, device: str | None = None) -> DeblurredScene:
+                 sharp_sources=(), overwrite: bool = False, reuse: bool = False,
+                 device: str | None = None) -> DeblurredScene:
     """Writes to out a copy of the scene whose training photos method ("asn" or "blur2blur") deblurred.
 
     iterations: steps of every training (each stage of the deblurrer, the converter) instead of the presets'. full:
     the GPU presets (bigger networks, more steps). The deblurrer is cached in cache_dir under its settings, which
     these, the kernel families it learns (kernels.KERNEL_FAMILIES), seed and sharp_sources (folders of extra sharp
     training photos, never inside the scene) choose. hold: the test-view spacing, as train.py's --hold (default: the
-    scene's hold file, else 8). overwrite: replace an out that holds an earlier result. device: default
+    scene's hold file, else 8). overwrite: replace an out that holds an earlier result. reuse: return the result that
+    out records when it was made from this scene by this method with these settings, training nothing. device: default
     arguments.default_device(). Raises a UserError (ImageDeblurError, a scene's DatasetError, ...) naming the bad
     input.
     """
@@ -192,9 +194,15 @@ def deblur_scene(scene: str, out: str, method: str, iterations: int | None = Non
     if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1):
         raise ImageDeblurError(f"--iterations must be a positive integer, got {iterations!r}")
     check_folders(scene, out, overwrite, sharp_sources)
+    settings = deblurrer_settings(iterations, full, seed, sharp_sources, families)
+    run = {"source": os.path.abspath(scene), "method": method, "iterations": iterations, "full": full, "seed": seed,
+           "families": list(settings.families), "sharp_sources": list(settings.sharp_sources), "hold": hold}
+    recorded = recorded_result(out, run) if reuse else None
+    if recorded is not None:
+        logger.info(f"{out}: reusing the {method} deblurring recorded there")
+        return recorded
     relatives = training_photos(scene, hold)
     device = device or default_device()
-    settings = deblurrer_settings(iterations, full, seed, sharp_sources, families)
     deblurrer = cached_deblurrer(settings, cache_dir, device)
     photos = [read_photo(os.path.join(scene, relative)) for relative in relatives]
     train_seconds = deblurrer.train_seconds
@@ -225,13 +233,27 @@ def deblur_scene(scene: str, out: str, method: str, iterations: int | None = Non
                                 mean_or_none(view["psnr_after"] for view in per_photo.values()), deblurrer.path,
                                 train_seconds, deblur_seconds)
         with open(os.path.join(folder, RECORD_NAME), "w", encoding="utf-8") as file:
-            json.dump({**dataclasses.asdict(result), "source": os.path.abspath(scene), "iterations": iterations,
-                       "full": full, "seed": seed, "families": list(settings.families),
-                       "deblurrer_losses": deblurrer.losses, "photos": per_photo}, file, indent=1)
+            json.dump({**dataclasses.asdict(result), **run, "deblurrer_losses": deblurrer.losses,
+                       "photos": per_photo}, file, indent=1)
             file.write("\n")
         return result
 
     return write_scene_copy(scene, out, write_photos)
+
+
+def recorded_result(out: str, run: dict) -> DeblurredScene | None:
+    """The DeblurredScene that out's record holds, if a finished run with exactly these settings (run) wrote it."""
+    try:
+        with open(os.path.join(out, RECORD_NAME), encoding="utf-8") as file:
+            record = json.load(file)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or any(record.get(name) != value for name, value in run.items()):
+        return None
+    try:
+        return DeblurredScene(**{field.name: record[field.name] for field in dataclasses.fields(DeblurredScene)})
+    except KeyError:
+        return None
 
 
 def write_scene_copy(scene: str, out: str, change: Callable[[str], DeblurredScene]) -> DeblurredScene:
