@@ -26,6 +26,12 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch.autograd.function import once_differentiable
 
+from gaussian_rasterizer.image_filter import (
+    fused_ssim_available,
+    fused_ssim_backward,
+    fused_ssim_forward,
+    separable_filter,
+)
 from utils.atomic_file import atomic_write
 from utils.errors import UserError, report_user_errors
 from utils.logs import configure_cli_logging
@@ -66,10 +72,7 @@ def gaussian_profile(size: int, sigma: float, like: torch.Tensor) -> torch.Tenso
 def gaussian_blur(images: torch.Tensor, window_size: int, sigma: float) -> torch.Tensor:
     """Each channel of (N, C, H, W) images convolved with the normalised window_size x window_size Gaussian window
     of standard deviation sigma, borders zero-padded. The window is symmetric, so this is its own adjoint."""
-    channels = images.shape[1]
-    profile = gaussian_profile(window_size, sigma, images)
-    window = torch.outer(profile, profile).expand(channels, 1, window_size, window_size)
-    return F.conv2d(images, window, padding=window_size // 2, groups=channels)
+    return separable_filter(images, gaussian_profile(window_size, sigma, images))
 
 
 # Stabilisers of Wang et al. for a dynamic range of 1.
@@ -85,10 +88,19 @@ class _SSIMMap(torch.autograd.Function):
     (B1 B2), as functions of the blurred mu1 = G x, E11 = G x^2 and E12 = G x y (var1 = E11 - mu1^2, cov = E12 -
     mu1 mu2): dSSIM/dE12 = 2 A1 / (B1 B2), dSSIM/dE11 = -SSIM / B2, dSSIM/dmu1 = 2 mu2 (A2 - A1) / (B1 B2) - 2 mu1
     SSIM (1 / B1 - 1 / B2), and symmetrically for y. The gradient of x is then G(g dSSIM/dmu1) + 2 x G(g dSSIM/dE11)
-    + y G(g dSSIM/dE12), G being its own adjoint."""
+    + y G(g dSSIM/dE12), G being its own adjoint. Float32 images on the CPU take the native backend's fused version
+    of the same (gaussian_rasterizer.image_filter); the rest take this one."""
 
     @staticmethod
     def forward(ctx, img1, img2, window_size, sigma):
+        ctx.window = (window_size, sigma)
+        if fused_ssim_available(img1):
+            result, statistics = fused_ssim_forward(img1, img2, gaussian_profile(window_size, sigma, img1), SSIM_C1,
+                                                    SSIM_C2)
+            ctx.fused = True
+            ctx.save_for_backward(img1, img2, statistics)
+            return result
+        ctx.fused = False
         stacked = torch.cat([img1, img2, img1 * img1, img2 * img2, img1 * img2], dim=1)
         mu1, mu2, mean11, mean22, mean12 = gaussian_blur(stacked, window_size, sigma).chunk(5, dim=1)
         variance1 = mean11 - mu1 * mu1
@@ -99,7 +111,6 @@ class _SSIMMap(torch.autograd.Function):
         luminance_denominator = mu1 * mu1 + mu2 * mu2 + SSIM_C1
         structure_denominator = variance1 + variance2 + SSIM_C2
         result = (luminance_numerator * structure_numerator) / (luminance_denominator * structure_denominator)
-        ctx.window = (window_size, sigma)
         ctx.save_for_backward(img1, img2, mu1, mu2, luminance_numerator, structure_numerator, luminance_denominator,
                               structure_denominator, result)
         return result
@@ -107,6 +118,13 @@ class _SSIMMap(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_map):
+        if ctx.fused:
+            img1, img2, statistics = ctx.saved_tensors
+            window_size, sigma = ctx.window
+            grad1, grad2 = fused_ssim_backward(img1, img2, statistics, grad_map,
+                                               gaussian_profile(window_size, sigma, img1), SSIM_C1, SSIM_C2,
+                                               *ctx.needs_input_grad[:2])
+            return grad1, grad2, None, None
         img1, img2, mu1, mu2, a1, a2, b1, b2, result = ctx.saved_tensors
         grad_over_denominator = grad_map / (b1 * b2)
         # g dSSIM/dE12, and g dSSIM/dE11 = g dSSIM/dE22.

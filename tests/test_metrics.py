@@ -122,11 +122,35 @@ def test_ssim_gradient_is_the_gradient_of_its_formula():
     reference = ssim_map_by_autograd(formula[None], other[None]).mean()
     value.backward()
     reference.backward()
-    # The forward pass is the formula's own sequence of float32 operations; the gradient sums the same terms in
-    # another order, each pixel's from a few hundred float32 products.
+    # Forward and gradient sum the formula's terms in float32 in another order (on the CPU in the fused native
+    # kernel), each pixel's from a few hundred float32 products.
     assert float(value) == pytest.approx(float(reference), rel=1e-6)
     scale = float(formula.grad.abs().max())
     torch.testing.assert_close(ours.grad, formula.grad, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_fused_ssim_is_the_unfused_ssim(monkeypatch):
+    """Float32 on the CPU takes the native fused SSIM; the torch version (CUDA's) must give the same map and
+    gradients, for each input that needs one."""
+    assert metrics.fused_ssim_available(torch.zeros(1)), "the CPU extension is not built"
+    image, other = random_image(11, 60, 80).float()[None], random_image(12, 60, 80).float()[None]
+    weights = torch.rand(image.shape, generator=torch.Generator().manual_seed(13))
+    results = {}
+    for fused in (True, False):
+        monkeypatch.setattr(metrics, "fused_ssim_available", lambda images, fused=fused: fused)
+        for needs_grad in ((True, True), (True, False), (False, True)):
+            inputs = [tensor.clone().requires_grad_(needed) for tensor, needed in zip((image, other), needs_grad)]
+            value = ssim_map(*inputs)
+            (value * weights).sum().backward()
+            results[fused, needs_grad] = [value.detach()] + [tensor.grad for tensor in inputs]
+    for needs_grad in ((True, True), (True, False), (False, True)):
+        fused, unfused = results[True, needs_grad], results[False, needs_grad]
+        # Sums of a few hundred float32 products per pixel, in different orders.
+        torch.testing.assert_close(fused[0], unfused[0], rtol=0, atol=1e-5)
+        for got, expected in zip(fused[1:], unfused[1:]):
+            assert (got is None) == (expected is None)
+            if expected is not None:
+                torch.testing.assert_close(got, expected, rtol=0, atol=1e-4 * float(expected.abs().max()))
 
 
 # ---- LPIPS ----
