@@ -74,11 +74,12 @@ class CameraShake(BlurredRendering):
     mode = "motion"
     times: torch.Tensor  # (num_moments + 1,) buffer: the sample times in [-1, 1]
 
-    def __init__(self, num_moments: int = 4):
+    def __init__(self, num_moments: int = 4, linear_exposure: bool = False):
         super().__init__()
         if isinstance(num_moments, bool) or not isinstance(num_moments, int) or num_moments < 1:
             raise ValueError(f"num_moments must be a positive integer, got {num_moments!r}")
         self.num_moments = num_moments
+        self.linear_exposure = linear_exposure
         path_input = nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH)
         path_output = nn.Linear(HIDDEN_WIDTH, PATH_DEGREE * 6)
         self.path_network = nn.Sequential(path_input, nn.ReLU(), path_output)
@@ -88,7 +89,7 @@ class CameraShake(BlurredRendering):
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        return {"num_moments": self.num_moments, "camera_shake": True}
+        return {"num_moments": self.num_moments, "camera_shake": True, "linear_exposure": self.linear_exposure}
 
     def path(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
         """The camera's (rotation vectors, translations), each (num_moments + 1, 3), at the sample times."""

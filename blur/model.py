@@ -17,6 +17,7 @@ from gaussian_rasterizer import RasterOutput, project_gaussians
 from gaussian_renderer import raster_camera, render_moments
 from scene.cameras import Camera
 from scene.gaussian_model import GaussianParams
+from utils.images import linear_to_srgb, srgb_to_linear
 
 BLUR_MODES = ("defocus", "motion")
 POSITION_FREQUENCIES = 3
@@ -63,6 +64,7 @@ class BlurredRendering(nn.Module, ABC):
     blurry photo."""
 
     mode: str  # the blur it models: one of BLUR_MODES
+    linear_exposure = False  # whether its renders are averaged in linear light (see mean_image)
 
     @abstractmethod
     def blurred_params(self, params: GaussianParams, camera: Camera) -> list[GaussianParams]:
@@ -76,7 +78,8 @@ class BlurredRendering(nn.Module, ABC):
     def blurred_render(self, camera: Camera, params: GaussianParams, background: torch.Tensor,
                        backend: str = "auto") -> torch.Tensor:
         """The (3, H, W) image compared with camera's blurry photo in training."""
-        return mean_image(render_moments(camera, self.blurred_params(params, camera), background, backend))
+        return mean_image(render_moments(camera, self.blurred_params(params, camera), background, backend),
+                          self.linear_exposure)
 
 
 class BlurModel(BlurredRendering):
@@ -265,9 +268,13 @@ def footprint_ratio(sharp: GaussianParams, blurred: GaussianParams, camera: Came
     return (torch.linalg.det(sharp_covariances) / torch.linalg.det(blurred_covariances)).sqrt()[:, None]
 
 
-def mean_image(outputs: Sequence[RasterOutput]) -> torch.Tensor:
-    """The plain mean of the renders' images: the camera's exposure integrates over its moments. One render's image
-    is its own mean, without the copies of stacking it."""
+def mean_image(outputs: Sequence[RasterOutput], linear_light: bool = False) -> torch.Tensor:
+    """The mean of the renders' images: the camera's exposure integrates over its moments. The Gaussians hold
+    sRGB-encoded colour; with linear_light the renders are averaged in linear light, as a sensor integrates it, and
+    encoded again. One render's image is its own mean, without the copies of stacking it."""
     if len(outputs) == 1:
         return outputs[0].image
-    return torch.stack([output.image for output in outputs]).mean(dim=0)
+    images = torch.stack([output.image for output in outputs])
+    if linear_light:
+        return linear_to_srgb(srgb_to_linear(images).mean(dim=0))
+    return images.mean(dim=0)

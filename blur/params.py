@@ -36,6 +36,9 @@ class BlurParams(ParamGroup):
         Option("camera_shake", False,
                "motion: learn each training photo's blur as the camera's own smooth rigid path through the exposure "
                "(num_moments + 1 renders along it) instead of the per-Gaussian MLP. Set by --blur_model camera"),
+        Option("linear_exposure", False,
+               "motion, with --camera_shake: average the renders along the exposure in linear light, as a sensor "
+               "integrates it, rather than in the sRGB-encoded colour the Gaussians hold"),
         Option("knn_iteration", 2500, "iteration of the one-off KNN point augmentation; 0 disables it"),
         Option("knn_neighbours", 4, "nearest Gaussians that colour each added point"),
         Option("knn_max_distance", 2.0,
@@ -64,6 +67,7 @@ class BlurParams(ParamGroup):
             ("blur_lr", args.blur_lr > 0.0, "must be positive"),
             ("lens_blur", not args.lens_blur or args.blur == "defocus", "needs --blur defocus"),
             ("camera_shake", not args.camera_shake or args.blur == "motion", "needs --blur motion"),
+            ("linear_exposure", not args.linear_exposure or args.camera_shake, "needs --camera_shake"),
             ("knn_iteration", args.knn_iteration >= 0, "must be 0 (off) or positive"),
             ("knn_neighbours", args.knn_neighbours >= 1, "must be positive"),
             ("knn_max_distance", args.knn_max_distance > 0.0, "must be positive"),

@@ -48,6 +48,7 @@ from training.blur_model import create_blur_model, render_training_view
 from training.density import accumulate_densification_stats
 from utils.checkpoints import checkpoint_iterations_in, checkpoint_path, load_checkpoint
 from utils.geometry import quaternion_to_rotation_matrix
+from utils.images import linear_to_srgb, srgb_to_linear
 
 
 def default_opt():
@@ -246,6 +247,41 @@ def test_motion_training_image_is_the_mean_of_its_renders():
     torch.testing.assert_close(model.blurred_render(camera, params, background, "cpu"), image, rtol=0, atol=1e-6)
     # The moments differ, so the mean is not any one of them.
     assert min((render_image - image).abs().max() for render_image in renders) > 1e-3
+
+
+def test_srgb_encoding_round_trips_and_has_gradients_everywhere():
+    values = torch.linspace(0.0, 1.2, 1201, dtype=torch.float64, requires_grad=True)
+    linear = srgb_to_linear(values)
+    torch.testing.assert_close(linear_to_srgb(linear), values, rtol=0, atol=1e-12)
+    # The standard's anchor points: mid-grey 0.5 is 21.4% of white's light; the curve is continuous at the seam.
+    assert float(srgb_to_linear(torch.tensor(0.5, dtype=torch.float64))) == pytest.approx(0.21404, abs=1e-5)
+    seam = torch.tensor([0.04045 - 1e-9, 0.04045 + 1e-9], dtype=torch.float64)
+    assert float(srgb_to_linear(seam).diff().abs()) < 1e-7
+    linear.sum().backward()
+    assert torch.isfinite(values.grad).all() and (values.grad > 0).all()
+
+
+def test_linear_exposure_averages_the_moments_in_linear_light():
+    params = random_params(300)
+    model = CameraShake(num_moments=4, linear_exposure=True)
+    randomise_weights(model, 1.0)
+    camera = tiny_camera()
+    background = torch.zeros(3)
+    image, outputs = render_training_view(camera, params, model, background, "cpu")
+    image, renders = image.detach(), torch.stack([output.image for output in outputs]).detach()
+    # float32 through the curve and back: a few ulp of values of order 1.
+    torch.testing.assert_close(image, linear_to_srgb(srgb_to_linear(renders).mean(dim=0)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.blurred_render(camera, params, background, "cpu"), image, rtol=0, atol=1e-6)
+    # Light adds up before the encoding's curve: a mix is brighter than the mean of the encoded values.
+    assert float((image - renders.mean(dim=0)).min()) > -1e-6
+    assert float((image - renders.mean(dim=0)).max()) > 0.01
+    # Black and white, half and half: half the light, which sRGB encodes as 0.735.
+    halves = [SimpleNamespace(image=torch.zeros(3, 2, 2)), SimpleNamespace(image=torch.ones(3, 2, 2))]
+    torch.testing.assert_close(mean_image(halves, linear_light=True), torch.full((3, 2, 2), 0.7354), atol=1e-4, rtol=0)
+    torch.testing.assert_close(mean_image(halves), torch.full((3, 2, 2), 0.5), atol=0, rtol=0)
+    loaded = blur_model_from_state(blur_model_state(model), "cpu", "memory")
+    assert isinstance(loaded, CameraShake) and loaded.linear_exposure
+    assert not CameraShake(num_moments=4).linear_exposure
 
 
 def motion_model(kind):
@@ -636,7 +672,8 @@ def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_pat
         assert (args.blur, args.blur_model, args.camera_shake, args.min_contribution) == ("motion", "camera", True, 1.0)
         assert not args.lens_blur and args.knn_iteration == 2500
         shake = created_blur_model(source + choice)
-        assert type(shake) is CameraShake and shake.hyperparameters == {"num_moments": 4, "camera_shake": True}
+        assert type(shake) is CameraShake
+        assert shake.hyperparameters == {"num_moments": 4, "camera_shake": True, "linear_exposure": False}
 
     # The presets' own values stay, and options typed on the command line win over the model's.
     motion = parsed(source + ["--config", "synthetic_motion", "--min_contribution", "0"])
@@ -735,6 +772,10 @@ def test_unknown_preset_and_bad_blur_options(tmp_path, capsys):
                        "--lens_blur needs --blur defocus")
     expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--camera_shake"], capsys,
                        "--camera_shake needs --blur motion")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--linear_exposure"], capsys,
+                       "--linear_exposure needs --camera_shake")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--blur_model", "official", "--linear_exposure"],
+                       capsys, "--linear_exposure needs --camera_shake")
 
 
 def test_scaled_schedule_compresses_the_official_one():

@@ -25,7 +25,7 @@ def create_blur_model(blur_args: Namespace, device: torch.device) -> tuple[AnyBl
         return None, None
     blur_model: AnyBlurModel
     if blur_args.camera_shake:
-        blur_model = CameraShake(blur_args.num_moments)
+        blur_model = CameraShake(blur_args.num_moments, blur_args.linear_exposure)
     else:
         blur_model = BlurModel(
             blur_args.blur,
@@ -62,7 +62,7 @@ def render_training_view(camera: Camera, params: GaussianParams, blur_model: Any
         timer.phase(RASTERIZER_FORWARD)
         outputs = render_moments(camera, moments, background, backend)
         timer.phase(BLUR_MODEL)
-    return mean_image(outputs), outputs
+    return mean_image(outputs, blur_model is not None and blur_model.linear_exposure), outputs
 
 
 def capture_blur(blur_model: AnyBlurModel | None, optimizer: torch.optim.Optimizer | None) -> dict[str, Any] | None:
@@ -88,7 +88,7 @@ def restore_blur(state: dict[str, Any] | None, blur_model: AnyBlurModel | None,
         )
     # Checked before the weights, whose names differ between these models; runs from before --blur_model made them
     # the default were trained without them.
-    for flag in ("camera_shake", "lens_blur"):
+    for flag in ("camera_shake", "lens_blur", "linear_exposure"):
         saved = state["hyperparameters"].get(flag, False)
         if saved != blur_model.hyperparameters.get(flag, False):
             raise TrainingError(
