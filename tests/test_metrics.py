@@ -124,7 +124,7 @@ def test_ssim_gradient_is_the_gradient_of_its_formula():
     reference.backward()
     # Forward and gradient sum the formula's terms in float32 in another order (on the CPU in the fused native
     # kernel), each pixel's from a few hundred float32 products.
-    assert float(value) == pytest.approx(float(reference), rel=1e-6)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-6)
     scale = float(formula.grad.abs().max())
     torch.testing.assert_close(ours.grad, formula.grad, rtol=1e-4, atol=1e-4 * scale)
 
