@@ -15,8 +15,9 @@ from baselines.nerf import benchmark
 from baselines.nerf import train as nerf_train
 from baselines.nerf.kernels import deformed_rays, se3_exp
 from baselines.nerf.rays import RaySpace, RaySpaceError, ViewCameras
-from baselines.nerf.volume_rendering import composite, linear_to_srgb, sample_pdf
+from baselines.nerf.volume_rendering import composite, sample_pdf
 from scene.readers.views import CameraInfo
+from utils.images import linear_to_srgb
 
 WIDTH, HEIGHT, FOCAL = 16, 12, 20.0
 # Small enough for a few seconds per run on two cores; the tiny scene is read at a quarter of its 160x120. So small

@@ -15,7 +15,9 @@ def srgb_to_linear(image: torch.Tensor) -> torch.Tensor:
 
 
 def linear_to_srgb(image: torch.Tensor) -> torch.Tensor:
-    """Linear light to sRGB-encoded values, the inverse of srgb_to_linear."""
+    """Linear light to sRGB-encoded values, the inverse of srgb_to_linear. The linear segment near black keeps the
+    gradients of dark pixels finite where a pure power curve's would not be; the clamp in the power branch keeps its
+    unused gradient there finite too (torch.where backpropagates through both branches)."""
     return torch.where(image <= 0.0031308, image * 12.92, 1.055 * image.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
 
 

@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skimage_data
 
-from baselines.nerf.volume_rendering import linear_to_srgb
 from scene.dataset_readers import read_image
 from scene.readers.views import IMAGE_EXTENSIONS
-from scene.synthetic.imaging import linear_to_srgb8, srgb_to_linear
+from scene.synthetic.imaging import linear_to_srgb8
+from scene.synthetic.imaging import srgb_to_linear as srgb_to_linear_array
 from scene.synthetic.textures import texture_images
 from utils.errors import UserError
+from utils.images import linear_to_srgb, srgb_to_linear
 
 from .kernels import KERNEL_FAMILIES, draw_kernel
 
@@ -78,7 +79,7 @@ def pyramid_levels(images, smallest_side: int) -> list:
             if scale == 1.0:
                 levels.append(image)
                 continue
-            linear = cv2.resize(srgb_to_linear(image / 255.0), (width, height), interpolation=cv2.INTER_AREA)
+            linear = cv2.resize(srgb_to_linear_array(image / 255.0), (width, height), interpolation=cv2.INTER_AREA)
             levels.append(linear_to_srgb8(linear))
     if not levels:
         raise SharpSourceError(f"no sharp photo is {smallest_side} pixels on its shorter side, as the crops and "
@@ -90,11 +91,11 @@ def blur_crop(sharp_srgb: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Sharp sRGB crops (B, 3, H, W) in [0, 1] convolved with their kernels (B, k, k) in linear light, where the
     kernel covers the crop (a 'valid' convolution): sRGB (B, 3, H - k + 1, W - k + 1), not rounded."""
     batch, channels, height, width = sharp_srgb.shape
-    linear = torch.from_numpy(srgb_to_linear(sharp_srgb.cpu().numpy())).to(sharp_srgb.device)
+    linear = srgb_to_linear(sharp_srgb)
     # conv2d correlates; a convolution is the correlation with the kernel turned by half a turn.
     weights = kernels.flip(-2, -1).repeat_interleave(channels, dim=0)[:, None]
     blurred = F.conv2d(linear.reshape(1, batch * channels, height, width), weights, groups=batch * channels)
-    return linear_to_srgb(blurred.reshape(batch, channels, *blurred.shape[-2:]))
+    return linear_to_srgb(blurred.reshape(batch, channels, *blurred.shape[-2:]).clamp(0.0, 1.0))
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.nerf.volume_rendering import linear_to_srgb
+from utils.images import linear_to_srgb
 
 # Keeps the normalised cross-correlation finite on a flat crop, whose features have no variance.
 FEATURE_EPSILON = 1e-4
@@ -154,7 +154,7 @@ def wiener_deconvolution(blurred_linear: torch.Tensor, kernels: torch.Tensor, re
     power = transfer.abs().square()
     restored = [torch.fft.irfft2(spectrum * transfer.conj() / (power + regularisation), s=size)[..., :height, :width]
                 for regularisation in regularisations]
-    return linear_to_srgb(torch.cat(restored, dim=1))
+    return linear_to_srgb(torch.cat(restored, dim=1).clamp(0.0, 1.0))
 
 
 class SynthesisNetwork(nn.Module):

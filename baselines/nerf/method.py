@@ -6,8 +6,9 @@ from torch import nn
 
 from baselines.nerf.kernels import DeformableSparseKernel, DynamicBlurKernel, RigidBlurKernel
 from baselines.nerf.models import RadianceField
-from baselines.nerf.volume_rendering import VolumeRenderer, linear_to_srgb
+from baselines.nerf.volume_rendering import VolumeRenderer
 from utils.errors import UserError
+from utils.images import linear_to_srgb
 
 METHODS = ("nerf", "deblurnerf", "dpnerf", "dynamic")
 # Deblur-NeRF's origin offsets are in hundredths of the scene's near depth: the camera moves little during an
@@ -61,7 +62,7 @@ class NeRFMethod(nn.Module):
         self.train_cameras = train_cameras
 
     def display_colour(self, colour):
-        return colour if self.kernel is None else linear_to_srgb(colour)
+        return colour if self.kernel is None else linear_to_srgb(colour.clamp(0.0, 1.0))
 
     def training_colours(self, view_indices, pixels, generator):
         """Colours (N, 3) of the coarse and fine passes at training pixels as the camera recorded them (blurred by

@@ -93,13 +93,3 @@ class VolumeRenderer:
             noise = torch.randn(raw_densities.shape, generator=generator, device=raw_densities.device)
             raw_densities = raw_densities + self.density_noise * noise
         return composite(torch.sigmoid(raw_colours), F.relu(raw_densities), depths, directions, self.background)
-
-
-def linear_to_srgb(linear):
-    """The sRGB tone curve: a 1/2.4 power with a linear segment near black, whose finite slope keeps the
-    gradients of dark pixels finite where a pure gamma curve's would not be."""
-    linear = linear.clamp(0.0, 1.0)
-    # The clamp in the power branch keeps its unused gradient at black finite too (torch.where backpropagates
-    # through both branches).
-    curve = 1.055 * linear.clamp(min=0.0031308) ** (1.0 / 2.4) - 0.055
-    return torch.where(linear <= 0.0031308, 12.92 * linear, curve)
