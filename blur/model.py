@@ -78,8 +78,12 @@ class BlurredRendering(nn.Module, ABC):
     def blurred_render(self, camera: Camera, params: GaussianParams, background: torch.Tensor,
                        backend: str = "auto") -> torch.Tensor:
         """The (3, H, W) image compared with camera's blurry photo in training."""
-        return mean_image(render_moments(camera, self.blurred_params(params, camera), background, backend),
-                          self.linear_exposure)
+        return self.exposure_image(render_moments(camera, self.blurred_params(params, camera), background, backend))
+
+    def exposure_image(self, outputs: Sequence[RasterOutput]) -> torch.Tensor:
+        """The photo its renders (one per set of blurred_params) make together: their mean, in linear light with
+        linear_exposure."""
+        return mean_image(outputs, self.linear_exposure)
 
 
 class BlurModel(BlurredRendering):

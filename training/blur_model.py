@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from blur import BlurModel, CameraShake, blur_model_state, mean_image
+from blur import BlurModel, CameraShake, blur_model_state
 from gaussian_rasterizer import RasterOutput
 from gaussian_renderer import render, render_moments
 from scene.cameras import Camera
@@ -62,7 +62,7 @@ def render_training_view(camera: Camera, params: GaussianParams, blur_model: Any
         timer.phase(RASTERIZER_FORWARD)
         outputs = render_moments(camera, moments, background, backend)
         timer.phase(BLUR_MODEL)
-    return mean_image(outputs, blur_model is not None and blur_model.linear_exposure), outputs
+    return (outputs[0].image if blur_model is None else blur_model.exposure_image(outputs)), outputs
 
 
 def capture_blur(blur_model: AnyBlurModel | None, optimizer: torch.optim.Optimizer | None) -> dict[str, Any] | None:
