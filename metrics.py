@@ -69,12 +69,6 @@ def gaussian_profile(size: int, sigma: float, like: torch.Tensor) -> torch.Tenso
     return profile / profile.sum()
 
 
-def gaussian_blur(images: torch.Tensor, window_size: int, sigma: float) -> torch.Tensor:
-    """Each channel of (N, C, H, W) images convolved with the normalised window_size x window_size Gaussian window
-    of standard deviation sigma, borders zero-padded. The window is symmetric, so this is its own adjoint."""
-    return separable_filter(images, gaussian_profile(window_size, sigma, images))
-
-
 # Stabilisers of Wang et al. for a dynamic range of 1.
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2
 
@@ -87,22 +81,22 @@ class _SSIMMap(torch.autograd.Function):
     With A1 = 2 mu1 mu2 + c1, A2 = 2 cov + c2, B1 = mu1^2 + mu2^2 + c1, B2 = var1 + var2 + c2 and SSIM = A1 A2 /
     (B1 B2), as functions of the blurred mu1 = G x, E11 = G x^2 and E12 = G x y (var1 = E11 - mu1^2, cov = E12 -
     mu1 mu2): dSSIM/dE12 = 2 A1 / (B1 B2), dSSIM/dE11 = -SSIM / B2, dSSIM/dmu1 = 2 mu2 (A2 - A1) / (B1 B2) - 2 mu1
-    SSIM (1 / B1 - 1 / B2), and symmetrically for y. The gradient of x is then G(g dSSIM/dmu1) + 2 x G(g dSSIM/dE11)
-    + y G(g dSSIM/dE12), G being its own adjoint. Float32 images on the CPU take the native backend's fused version
-    of the same (gaussian_rasterizer.image_filter); the rest take this one."""
+    SSIM (1 / B1 - 1 / B2), and symmetrically for y. The gradient of x is then G*(g dSSIM/dmu1) + 2 x G*(g
+    dSSIM/dE11) + y G*(g dSSIM/dE12), G* being the adjoint of G: the filter with its taps reversed. Float32 images
+    on the CPU take the native backend's fused version of the same (gaussian_rasterizer.image_filter); the rest
+    take this one."""
 
     @staticmethod
-    def forward(ctx, img1, img2, window_size, sigma):
-        ctx.window = (window_size, sigma)
+    def forward(ctx, img1, img2, taps):
+        ctx.adjoint_taps = taps.flip(0)
         if fused_ssim_available(img1):
-            result, statistics = fused_ssim_forward(img1, img2, gaussian_profile(window_size, sigma, img1), SSIM_C1,
-                                                    SSIM_C2)
+            result, statistics = fused_ssim_forward(img1, img2, taps, SSIM_C1, SSIM_C2)
             ctx.fused = True
             ctx.save_for_backward(img1, img2, statistics)
             return result
         ctx.fused = False
         stacked = torch.cat([img1, img2, img1 * img1, img2 * img2, img1 * img2], dim=1)
-        mu1, mu2, mean11, mean22, mean12 = gaussian_blur(stacked, window_size, sigma).chunk(5, dim=1)
+        mu1, mu2, mean11, mean22, mean12 = separable_filter(stacked, taps).chunk(5, dim=1)
         variance1 = mean11 - mu1 * mu1
         variance2 = mean22 - mu2 * mu2
         covariance = mean12 - mu1 * mu2
@@ -120,11 +114,9 @@ class _SSIMMap(torch.autograd.Function):
     def backward(ctx, grad_map):
         if ctx.fused:
             img1, img2, statistics = ctx.saved_tensors
-            window_size, sigma = ctx.window
-            grad1, grad2 = fused_ssim_backward(img1, img2, statistics, grad_map,
-                                               gaussian_profile(window_size, sigma, img1), SSIM_C1, SSIM_C2,
+            grad1, grad2 = fused_ssim_backward(img1, img2, statistics, grad_map, ctx.adjoint_taps, SSIM_C1, SSIM_C2,
                                                *ctx.needs_input_grad[:2])
-            return grad1, grad2, None, None
+            return grad1, grad2, None
         img1, img2, mu1, mu2, a1, a2, b1, b2, result = ctx.saved_tensors
         grad_over_denominator = grad_map / (b1 * b2)
         # g dSSIM/dE12, and g dSSIM/dE11 = g dSSIM/dE22.
@@ -136,12 +128,12 @@ class _SSIMMap(torch.autograd.Function):
         wanted = [index for index in (0, 1) if ctx.needs_input_grad[index]]
         images, mus = (img1, img2), (mu1, mu2)
         grad_mus = [mus[1 - index] * shared + mus[index] * contrast for index in wanted]
-        blurred = gaussian_blur(torch.cat(grad_mus + [grad_mean_squares, grad_mean12], dim=1), *ctx.window)
+        blurred = separable_filter(torch.cat(grad_mus + [grad_mean_squares, grad_mean12], dim=1), ctx.adjoint_taps)
         *blurred_mus, blurred_squares, blurred_mean12 = blurred.chunk(len(wanted) + 2, dim=1)
         grads = [None, None]
         for index, blurred_mu in zip(wanted, blurred_mus):
             grads[index] = blurred_mu + 2 * images[index] * blurred_squares + images[1 - index] * blurred_mean12
-        return grads[0], grads[1], None, None
+        return grads[0], grads[1], None
 
 
 def ssim_map(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -149,7 +141,7 @@ def ssim_map(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11, sigm
     batched = img1.dim() == 4
     if not batched:
         img1, img2 = img1.unsqueeze(0), img2.unsqueeze(0)
-    result = _SSIMMap.apply(img1, img2, window_size, sigma)
+    result = _SSIMMap.apply(img1, img2, gaussian_profile(window_size, sigma, img1))
     return result if batched else result.squeeze(0)
 
 

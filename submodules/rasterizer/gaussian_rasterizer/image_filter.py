@@ -58,26 +58,20 @@ def fused_ssim_available(images: torch.Tensor) -> bool:
     return _cpu is not None and images.device.type == "cpu" and images.dtype == torch.float32
 
 
-def _check_symmetric(taps: torch.Tensor) -> None:
-    if taps.dim() != 1 or taps.numel() % 2 != 1 or not torch.equal(taps, taps.flip(0)):
-        raise ValueError("the SSIM window's taps must be one-dimensional, of odd length and symmetric")
-
-
 def fused_ssim_forward(x: torch.Tensor, y: torch.Tensor, taps: torch.Tensor, c1: float,
                        c2: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """(map, statistics): the per-pixel SSIM of images x and y (..., H, W), their local statistics filtered with the
-    outer product of the symmetric taps with itself (borders zero-padded), with stabilisers c1 and c2; and what
-    fused_ssim_backward takes of the forward pass. Not differentiable itself: the caller's autograd Function calls
-    fused_ssim_backward."""
-    _check_symmetric(taps)
+    outer product of taps (one-dimensional, odd length) with itself (borders zero-padded), with stabilisers c1 and
+    c2; and what fused_ssim_backward takes of the forward pass. Not differentiable itself: the caller's autograd
+    Function calls fused_ssim_backward."""
     return _cpu.ssim_forward(x.contiguous(), y.contiguous(), taps.to(x).contiguous(), c1, c2)
 
 
 def fused_ssim_backward(x: torch.Tensor, y: torch.Tensor, statistics: torch.Tensor, grad_map: torch.Tensor,
-                        taps: torch.Tensor, c1: float, c2: float, want_x: bool,
+                        adjoint_taps: torch.Tensor, c1: float, c2: float, want_x: bool,
                         want_y: bool) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """The gradients of sum(grad_map * map) with respect to x and y, None where not wanted."""
-    _check_symmetric(taps)
+    """The gradients of sum(grad_map * map) with respect to x and y, None where not wanted; adjoint_taps are the
+    forward's taps reversed."""
     grad_x, grad_y = _cpu.ssim_backward(x.contiguous(), y.contiguous(), statistics, grad_map.contiguous(),
-                                        taps.to(x).contiguous(), c1, c2, want_x, want_y)
+                                        adjoint_taps.to(x).contiguous(), c1, c2, want_x, want_y)
     return (grad_x if want_x else None), (grad_y if want_y else None)

@@ -28,12 +28,16 @@ struct CpuBackend {
     }
 };
 
+inline void check_taps(const at::Tensor& taps) {
+    check_input(taps, "taps", at::kCPU);
+    TORCH_CHECK(taps.dim() == 1 && taps.size(0) % 2 == 1, "taps must be one-dimensional, of odd length");
+}
+
 // images (..., H, W), taps (K) with K odd; see cpu::separable_filter.
 inline at::Tensor separable_filter(const at::Tensor& images, const at::Tensor& taps) {
     check_input(images, "images", at::kCPU);
-    check_input(taps, "taps", at::kCPU);
+    check_taps(taps);
     TORCH_CHECK(images.dim() >= 2, "images must be (..., H, W)");
-    TORCH_CHECK(taps.dim() == 1 && taps.size(0) % 2 == 1, "taps must be one-dimensional, of odd length");
     const int64_t height = images.size(-2), width = images.size(-1);
     at::Tensor out = at::empty_like(images);
     if (out.numel() > 0)
@@ -42,14 +46,13 @@ inline at::Tensor separable_filter(const at::Tensor& images, const at::Tensor& t
     return out;
 }
 
-// x and y (..., H, W) alike, taps as for separable_filter and symmetric.
+// x and y (..., H, W) alike, taps as for separable_filter (reversed for ssim_backward).
 inline cpu::SsimImages ssim_images(const at::Tensor& x, const at::Tensor& y, const at::Tensor& taps, double c1,
                                    double c2) {
     check_input(x, "x", at::kCPU);
     check_input(y, "y", at::kCPU);
-    check_input(taps, "taps", at::kCPU);
+    check_taps(taps);
     TORCH_CHECK(x.dim() >= 2 && x.sizes() == y.sizes(), "x and y must be (..., H, W) of one shape");
-    TORCH_CHECK(taps.dim() == 1 && taps.size(0) % 2 == 1, "taps must be one-dimensional, of odd length");
     const int64_t height = x.size(-2), width = x.size(-1);
     return {x.data_ptr<float>(), y.data_ptr<float>(), height * width > 0 ? x.numel() / (height * width) : 0,
             (int)height, (int)width, taps.data_ptr<float>(), (int)taps.size(0), (float)c1, (float)c2};

@@ -142,8 +142,8 @@ void ssim_forward(const SsimImages& in, float* stats, float* map) {
 // As functions of mu1 = G x, E11 = G x^2 and E12 = G x y: dSSIM/dE12 = 2 A1 /
 // (B1 B2), dSSIM/dE11 = -SSIM / B2, dSSIM/dmu1 = 2 mu2 (A2 - A1) / (B1 B2) - 2
 // mu1 SSIM (1 / B1 - 1 / B2), and symmetrically for y. The gradient of x is
-// then G(g dSSIM/dmu1) + 2 x G(g dSSIM/dE11) + y G(g dSSIM/dE12), G being its
-// own adjoint for symmetric taps.
+// then G*(g dSSIM/dmu1) + 2 x G*(g dSSIM/dE11) + y G*(g dSSIM/dE12), G* being
+// the adjoint of G: the filter with the taps reversed, which in.taps holds.
 void ssim_backward(const SsimImages& in, const float* stats, const float* grad_map, float* grad_x, float* grad_y) {
     const int64_t plane_size = (int64_t)in.height * in.width, block = in.planes * plane_size;
 #pragma omp parallel

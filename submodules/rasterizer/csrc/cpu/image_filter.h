@@ -24,7 +24,7 @@ struct SsimImages {
     const float* y;
     int64_t planes;
     int height, width;
-    const float* taps;  // symmetric, odd length
+    const float* taps;  // odd length; for ssim_backward, the forward's taps reversed
     int num_taps;
     float c1, c2;  // the stabilisers of Wang et al.
 };
