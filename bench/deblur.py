@@ -1,8 +1,8 @@
 """Vanilla 3DGS against Deblurring 3DGS on the synthetic benchmark suite, for defocus and camera-motion blur.
 
     python bench/deblur.py [--data data/bench] [--scenes gallery_defocus blocks_motion] [--blur defocus]
-                           [--family in|out] [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--no-official]
-                           [--no-sharp] [--with-nerf] [--with-2d [--2d-iterations N]] [--jobs N]
+                           [--family in|out] [--iterations 3000 | --full] [--variant NAME=FLAGS ...] [--no-default]
+                           [--no-official] [--no-sharp] [--with-nerf] [--with-2d [--2d-iterations N]] [--jobs N]
 
 The suite (python -m scene.synthetic --suite bench --out data/bench) holds data/bench/<layout>_<blur>/, whose blur
 comes from the blur models' own family (a cubic shake path recorded at mid-exposure, an ideal thin lens with a
@@ -14,7 +14,7 @@ is trained with the synthetic_<blur> preset (synthetic_motion for mixed blur) th
 "deblurring_3dgs" with train.py's default blur model (--blur_model camera, what demo.py trains with) and
 "official_deblurring_3dgs" with the paper's (--blur_model official); each --variant adds a deblurring run with
 extra train.py flags, e.g. --variant "knn=--knn_iteration 375" or --variant "official_lens=--blur_model official
---lens_blur".
+--lens_blur". --no-vanilla, --no-default and --no-official skip those runs, e.g. to add rows to runs kept in OUT.
 --with-2d adds the image-space baselines of baselines/image: each scene copied with its training photos deblurred by
 the analysis-synthesis pair ("asn_2d_3dgs") or by Blur2Blur-style conversion into that deblurrer's blur domain
 ("blur2blur_2d_3dgs"), then trained as vanilla; their rows also give the photos' own PSNR before and after.
@@ -491,6 +491,8 @@ def main(argv=None):
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help="an extra deblurring run with these train.py flags (repeatable)")
     parser.add_argument("--no-vanilla", dest="vanilla", action="store_false", help="skip the vanilla runs")
+    parser.add_argument("--no-default", dest="default", action="store_false",
+                        help="skip the runs of train.py's default blur model")
     parser.add_argument("--no-official", dest="official", action="store_false",
                         help="skip the runs of the paper's blur model (--blur_model official)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
@@ -536,8 +538,8 @@ def run_benchmark(args, iterations):
     sharp_sources = {name: sharp_scene(folder, os.path.join(args.out, "sharp_scenes", name))
                      for name, folder, _ in scenes} if args.with_sharp else {}
 
-    methods = (([VANILLA] if args.vanilla else []) + [DEBLURRING] + ([OFFICIAL] if args.official else [])
-               + [name for name, _ in variants])
+    methods = (([VANILLA] if args.vanilla else []) + ([DEBLURRING] if args.default else [])
+               + ([OFFICIAL] if args.official else []) + [name for name, _ in variants])
     image_methods = list(IMAGE_METHODS.values()) if args.with_image else []
     reference_methods = [SHARP] if args.with_sharp else []
     image_scenes = {name: image_deblurred_scenes(name, folder, os.path.join(args.out, "image_deblurred"),

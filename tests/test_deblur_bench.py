@@ -96,10 +96,12 @@ def test_parallel_trainings_fill_the_table(tiny_suite, tmp_path):
 def test_a_failed_parallel_training_names_its_run_and_log(tiny_suite, tmp_path, capsys):
     out = str(tmp_path / "bench")
     with pytest.raises(SystemExit):
-        deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-vanilla", "--no-official",
-                                                         "--variant", "broken=--min_contribution 1e9"])
+        deblur.main(bench_arguments(tiny_suite, out) + ["--jobs", "2", "--no-vanilla", "--no-default",
+                                                         "--no-official", "--variant", "broken=--min_contribution 1e9"])
     error = capsys.readouterr().err
-    log = os.path.join(out, "runs", "tiny_defocus", "broken.log")
+    runs = os.path.join(out, "runs", "tiny_defocus")
+    assert sorted(os.listdir(runs)) == ["broken", "broken.log"]  # --no-default: the variant's run alone
+    log = os.path.join(runs, "broken.log")
     assert "tiny_defocus / broken: --min_contribution 1e+09 would prune every Gaussian" in error
     assert f"see {log}" in error
     assert "min_contribution" in read(log)
