@@ -3,8 +3,10 @@
 The per-Gaussian MLP of the official method moves every Gaussian on its own. A shaken hand-held camera moves the
 whole scene rigidly instead: a photo blurred by it is the mean of sharp renders from poses along a short path.
 This model learns that path for each training photo, as a rotation and a translation of the camera in its own
-frame, each a cubic in exposure time through the given pose. A cubic is smooth enough for a hand's motion within
-one exposure, and holds the straight path of a steady pan as a special case.
+frame, each a cubic in exposure time. A cubic is smooth enough for a hand's motion within one exposure, and holds
+the straight path of a steady pan as a special case. The given pose is the path's mid-exposure pose, or with
+path_anchor "mean" the mean of its poses: SfM on blurry photos recovers something nearer the mean, while synthetic
+scenes can record either.
 
 Like the MLP, it only runs during training: test views and render.py render the plain Gaussians.
 """
@@ -28,6 +30,8 @@ SHAKE_UNIT = 0.01
 # The path starts almost still. Exactly still is a saddle: renders from one pose have no gradient towards spreading
 # symmetrically along a path.
 INITIAL_PATH_SCALE = 0.01
+# Which pose of its path a training photo's camera file gives (--path_anchor).
+PATH_ANCHORS = ("mid", "mean")
 
 
 def exposure_times(count: int) -> torch.Tensor:
@@ -74,12 +78,15 @@ class CameraShake(BlurredRendering):
     mode = "motion"
     times: torch.Tensor  # (num_moments + 1,) buffer: the sample times in [-1, 1]
 
-    def __init__(self, num_moments: int = 4, linear_exposure: bool = False):
+    def __init__(self, num_moments: int = 4, linear_exposure: bool = False, path_anchor: str = "mid"):
         super().__init__()
         if isinstance(num_moments, bool) or not isinstance(num_moments, int) or num_moments < 1:
             raise ValueError(f"num_moments must be a positive integer, got {num_moments!r}")
+        if path_anchor not in PATH_ANCHORS:
+            raise ValueError(f"path_anchor must be one of {', '.join(PATH_ANCHORS)}, got {path_anchor!r}")
         self.num_moments = num_moments
         self.linear_exposure = linear_exposure
+        self.path_anchor = path_anchor
         path_input = nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH)
         path_output = nn.Linear(HIDDEN_WIDTH, PATH_DEGREE * 6)
         self.path_network = nn.Sequential(path_input, nn.ReLU(), path_output)
@@ -89,14 +96,18 @@ class CameraShake(BlurredRendering):
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        return {"num_moments": self.num_moments, "camera_shake": True, "linear_exposure": self.linear_exposure}
+        return {"num_moments": self.num_moments, "camera_shake": True, "linear_exposure": self.linear_exposure,
+                "path_anchor": self.path_anchor}
 
     def path(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
-        """The camera's (rotation vectors, translations), each (num_moments + 1, 3), at the sample times."""
+        """The camera's (rotation vectors, translations), each (num_moments + 1, 3), at the sample times, relative
+        to the given pose: zero at mid-exposure, or with path_anchor "mean" zero on average over the samples."""
         view = positional_encoding(camera.camera_center.detach().reshape(1, 3), VIEW_FREQUENCIES)
         coefficients = SHAKE_UNIT * self.path_network(view).view(PATH_DEGREE, 6)
         powers = self.times[:, None] ** torch.arange(1, PATH_DEGREE + 1, device=self.times.device)
         poses = powers @ coefficients
+        if self.path_anchor == "mean":
+            poses = poses - poses.mean(dim=0, keepdim=True)
         return poses[:, :3], poses[:, 3:]
 
     def blurred_params(self, params: GaussianParams, camera: Camera) -> list[GaussianParams]:

@@ -4,6 +4,7 @@ from argparse import Namespace
 
 from arguments import Option, ParamGroup
 from blur.augmentation import COLOR_WEIGHTINGS
+from blur.camera_shake import PATH_ANCHORS
 from blur.presets import BLUR_MODELS
 
 BLUR_CHOICES = ("none", "defocus", "motion")
@@ -39,6 +40,10 @@ class BlurParams(ParamGroup):
         Option("linear_exposure", False,
                "motion, with --camera_shake: average the renders along the exposure in linear light, as a sensor "
                "integrates it, rather than in the sRGB-encoded colour the Gaussians hold"),
+        Option("path_anchor", "mid",
+               "motion, with --camera_shake: which pose of each photo's path its camera pose is, mid (the "
+               "mid-exposure pose) or mean (the path's mean pose, nearer what SfM recovers from blurry photos)",
+               choices=PATH_ANCHORS),
         Option("knn_iteration", 2500, "iteration of the one-off KNN point augmentation; 0 disables it"),
         Option("knn_neighbours", 4, "nearest Gaussians that colour each added point"),
         Option("knn_max_distance", 2.0,
@@ -68,6 +73,7 @@ class BlurParams(ParamGroup):
             ("lens_blur", not args.lens_blur or args.blur == "defocus", "needs --blur defocus"),
             ("camera_shake", not args.camera_shake or args.blur == "motion", "needs --blur motion"),
             ("linear_exposure", not args.linear_exposure or args.camera_shake, "needs --camera_shake"),
+            ("path_anchor", args.path_anchor == "mid" or args.camera_shake, "needs --camera_shake"),
             ("knn_iteration", args.knn_iteration >= 0, "must be 0 (off) or positive"),
             ("knn_neighbours", args.knn_neighbours >= 1, "must be positive"),
             ("knn_max_distance", args.knn_max_distance > 0.0, "must be positive"),

@@ -418,6 +418,22 @@ def test_camera_shake_renders_along_a_cubic_path_through_the_given_pose():
     torch.testing.assert_close(model.blurred_render(camera, params, background, "cpu"), image, rtol=0, atol=1e-6)
 
 
+def test_a_mean_anchored_path_averages_to_the_given_pose():
+    camera = tiny_camera()
+    mid = CameraShake(num_moments=4)
+    randomise_weights(mid, 1.0)
+    mean = CameraShake(num_moments=4, path_anchor="mean")
+    mean.load_state_dict(mid.state_dict())
+    for mid_path, mean_path in zip(mid.path(camera), mean.path(camera)):
+        # The same path, shifted so that its samples average to the given pose rather than pass through it at t = 0.
+        assert mid_path[2].abs().max() == 0 and mid_path.mean(dim=0).abs().max() > 1e-4
+        torch.testing.assert_close(mean_path.mean(dim=0), torch.zeros(3), rtol=0, atol=1e-7)
+        torch.testing.assert_close(mean_path, mid_path - mid_path.mean(dim=0), rtol=0, atol=1e-7)
+    assert blur_model_from_state(blur_model_state(mean), "cpu", "memory").path_anchor == "mean"
+    with pytest.raises(ValueError, match="path_anchor must be one of mid, mean, got 'start'"):
+        CameraShake(path_anchor="start")
+
+
 def test_camera_shake_learns_the_blur_of_a_known_path():
     torch.manual_seed(0)
     params = random_params(300)
@@ -475,6 +491,9 @@ def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scen
     with pytest.raises(SystemExit) as exit_info:
         train.main(["-m", model_path, "--resume"] + mlp_options)
     assert exit_info.value.code == 2 and "trained with --camera_shake, this run without it" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["-m", model_path, "--resume", "--path_anchor", "mean"] + common)
+    assert exit_info.value.code == 2 and "trained with --path_anchor mid; resume with it" in capsys.readouterr().err
 
 
 # ---- KNN augmentation ----
@@ -673,7 +692,8 @@ def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_pat
         assert not args.lens_blur and args.knn_iteration == 2500
         shake = created_blur_model(source + choice)
         assert type(shake) is CameraShake
-        assert shake.hyperparameters == {"num_moments": 4, "camera_shake": True, "linear_exposure": False}
+        assert shake.hyperparameters == {"num_moments": 4, "camera_shake": True, "linear_exposure": False,
+                                         "path_anchor": "mid"}
 
     # The presets' own values stay, and options typed on the command line win over the model's.
     motion = parsed(source + ["--config", "synthetic_motion", "--min_contribution", "0"])
@@ -776,6 +796,10 @@ def test_unknown_preset_and_bad_blur_options(tmp_path, capsys):
                        "--linear_exposure needs --camera_shake")
     expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--blur_model", "official", "--linear_exposure"],
                        capsys, "--linear_exposure needs --camera_shake")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--blur_model", "official", "--path_anchor", "mean"],
+                       capsys, "--path_anchor needs --camera_shake")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--path_anchor", "end"], capsys, "--path_anchor",
+                       "end")
 
 
 def test_scaled_schedule_compresses_the_official_one():

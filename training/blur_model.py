@@ -25,7 +25,7 @@ def create_blur_model(blur_args: Namespace, device: torch.device) -> tuple[AnyBl
         return None, None
     blur_model: AnyBlurModel
     if blur_args.camera_shake:
-        blur_model = CameraShake(blur_args.num_moments, blur_args.linear_exposure)
+        blur_model = CameraShake(blur_args.num_moments, blur_args.linear_exposure, blur_args.path_anchor)
     else:
         blur_model = BlurModel(
             blur_args.blur,
@@ -95,5 +95,8 @@ def restore_blur(state: dict[str, Any] | None, blur_model: AnyBlurModel | None,
                 f"{path}: the checkpoint was trained {'with' if saved else 'without'} --{flag}, this run "
                 f"{'without' if saved else 'with'} it; resume with the --blur_model and flags it was trained with"
             )
+    saved_anchor = state["hyperparameters"].get("path_anchor", "mid")
+    if saved_anchor != blur_model.hyperparameters.get("path_anchor", "mid"):
+        raise TrainingError(f"{path}: the checkpoint was trained with --path_anchor {saved_anchor}; resume with it")
     blur_model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
