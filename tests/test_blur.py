@@ -491,9 +491,11 @@ def test_camera_shake_trains_saves_resumes_and_never_runs_at_test_time(tiny_scen
     with pytest.raises(SystemExit) as exit_info:
         train.main(["-m", model_path, "--resume"] + mlp_options)
     assert exit_info.value.code == 2 and "trained with --camera_shake, this run without it" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(["-m", model_path, "--resume", "--path_anchor", "mean"] + common)
-    assert exit_info.value.code == 2 and "trained with --path_anchor mid; resume with it" in capsys.readouterr().err
+    for other, difference in ((["--path_anchor", "mean"], "--path_anchor mid, not mean"),
+                              (["--num_moments", "3"], "--num_moments 2, not 3")):
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(["-m", model_path, "--resume"] + common + other)
+        assert exit_info.value.code == 2 and f"trained with {difference}; resume with it" in capsys.readouterr().err
 
 
 # ---- KNN augmentation ----

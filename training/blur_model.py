@@ -81,11 +81,6 @@ def restore_blur(state: dict[str, Any] | None, blur_model: AnyBlurModel | None,
         raise TrainingError(f"{path}: the checkpoint was trained with --blur {saved_mode}, not --blur {current_mode}")
     if blur_model is None or optimizer is None or state is None:
         return
-    saved_moments = state["hyperparameters"]["num_moments"]
-    if blur_model.mode == "motion" and saved_moments != blur_model.num_moments:
-        raise TrainingError(
-            f"{path}: the checkpoint's blur model has --num_moments {saved_moments}, not {blur_model.num_moments}"
-        )
     # Checked before the weights, whose names differ between these models; runs from before --blur_model made them
     # the default were trained without them.
     for flag in ("camera_shake", "lens_blur", "linear_exposure"):
@@ -95,8 +90,12 @@ def restore_blur(state: dict[str, Any] | None, blur_model: AnyBlurModel | None,
                 f"{path}: the checkpoint was trained {'with' if saved else 'without'} --{flag}, this run "
                 f"{'without' if saved else 'with'} it; resume with the --blur_model and flags it was trained with"
             )
-    saved_anchor = state["hyperparameters"].get("path_anchor", "mid")
-    if saved_anchor != blur_model.hyperparameters.get("path_anchor", "mid"):
-        raise TrainingError(f"{path}: the checkpoint was trained with --path_anchor {saved_anchor}; resume with it")
+    # The settings that shape the renders, with the value of runs from before the setting existed.
+    shaping = {"path_anchor": "mid", **({"num_moments": None} if blur_model.mode == "motion" else {})}
+    for name, earlier in shaping.items():
+        saved, current = state["hyperparameters"].get(name, earlier), blur_model.hyperparameters.get(name, earlier)
+        if saved != current:
+            raise TrainingError(f"{path}: the checkpoint was trained with --{name} {saved}, not {current}; resume "
+                                f"with it")
     blur_model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
