@@ -6,7 +6,8 @@ This model learns that path for each training photo, as a rotation and a transla
 frame, each a cubic in exposure time. A cubic is smooth enough for a hand's motion within one exposure, and holds
 the straight path of a steady pan as a special case. The given pose is the path's mid-exposure pose, or with
 path_anchor "mean" the mean of its poses: SfM on blurry photos recovers something nearer the mean, while synthetic
-scenes can record either.
+scenes can record either. With lens_blur, each render along the path also passes through a thin lens of the photo's
+own: a hand-held photo is rarely both still and in focus, and a lens that learns no blur costs little.
 
 Like the MLP, it only runs during training: test views and render.py render the plain Gaussians.
 """
@@ -17,7 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from blur.model import HIDDEN_WIDTH, VIEW_FREQUENCIES, BlurredRendering, encoded_size, positional_encoding
+from blur.model import (
+    HIDDEN_WIDTH,
+    VIEW_FREQUENCIES,
+    BlurredRendering,
+    ThinLens,
+    encoded_size,
+    positional_encoding,
+)
 from scene.cameras import Camera
 from scene.gaussian_model import GaussianParams
 from utils.geometry import quaternion_product, quaternion_to_rotation_matrix
@@ -69,7 +77,8 @@ def rigidly_moved(params: GaussianParams, camera: Camera, rotation_vector: torch
 
 
 class CameraShake(BlurredRendering):
-    """Renders a training photo as the mean of num_moments + 1 renders along its camera's learned path.
+    """Renders a training photo as the mean of num_moments + 1 renders along its camera's learned path, each
+    defocused by the photo's ThinLens with lens_blur.
 
     A small network maps the encoded camera centre to the path's coefficients: for rotation and translation, the
     terms in t, t^2 and t^3 of exposure time t in [-1, 1]. The renders sample the exposure at its midpoints.
@@ -78,7 +87,8 @@ class CameraShake(BlurredRendering):
     mode = "motion"
     times: torch.Tensor  # (num_moments + 1,) buffer: the sample times in [-1, 1]
 
-    def __init__(self, num_moments: int = 4, linear_exposure: bool = False, path_anchor: str = "mid"):
+    def __init__(self, num_moments: int = 4, linear_exposure: bool = False, path_anchor: str = "mid",
+                 lens_blur: bool = False):
         super().__init__()
         if isinstance(num_moments, bool) or not isinstance(num_moments, int) or num_moments < 1:
             raise ValueError(f"num_moments must be a positive integer, got {num_moments!r}")
@@ -93,11 +103,13 @@ class CameraShake(BlurredRendering):
         nn.init.normal_(path_output.weight, std=INITIAL_PATH_SCALE)
         nn.init.zeros_(path_output.bias)
         self.register_buffer("times", exposure_times(num_moments + 1), persistent=False)
+        self.lens_blur = bool(lens_blur)
+        self.lens_network = ThinLens() if self.lens_blur else None
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
         return {"num_moments": self.num_moments, "camera_shake": True, "linear_exposure": self.linear_exposure,
-                "path_anchor": self.path_anchor}
+                "path_anchor": self.path_anchor, "lens_blur": self.lens_blur}
 
     def path(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
         """The camera's (rotation vectors, translations), each (num_moments + 1, 3), at the sample times, relative
@@ -111,9 +123,12 @@ class CameraShake(BlurredRendering):
         return poses[:, :3], poses[:, 3:]
 
     def blurred_params(self, params: GaussianParams, camera: Camera) -> list[GaussianParams]:
-        """The num_moments + 1 rigidly moved copies of params that camera's blurry photo is the mean of."""
+        """The num_moments + 1 rigidly moved (and with lens_blur defocused) copies of params that camera's blurry
+        photo is the mean of."""
         rotation_vectors, translations = self.path(camera)
-        return [
+        moved = [
             rigidly_moved(params, camera, rotation_vector, translation)
             for rotation_vector, translation in zip(rotation_vectors, translations)
         ]
+        lens = self.lens_network
+        return moved if lens is None else [lens.defocused(copy, camera) for copy in moved]

@@ -86,6 +86,43 @@ class BlurredRendering(nn.Module, ABC):
         return mean_image(outputs, self.linear_exposure)
 
 
+class ThinLens(nn.Sequential):
+    """A thin lens per training view, as a small network from the view's encoded camera centre to its aperture and
+    focus. A defocused point spreads into a disc whose radius in pixels is aperture * focal * |1/depth - 1/focus|;
+    defocused() convolves each Gaussian with an isotropic Gaussian of that size, i.e. its variance grows by blur^2
+    along every axis, which is isotropic only for orthonormal rotation matrices. The convolution keeps each
+    Gaussian's coverage: its opacity falls as its screen footprint grows, so that the sharp Gaussians must cover the
+    scene as densely as the blurred ones."""
+
+    def __init__(self) -> None:
+        lens_output = nn.Linear(HIDDEN_WIDTH, 2)
+        super().__init__(nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH), nn.ReLU(), lens_output)
+        # Outputs are log blur strength and log relative inverse focus, both 0 at the start: every view starts with
+        # the same lens.
+        nn.init.zeros_(lens_output.weight)
+        nn.init.zeros_(lens_output.bias)
+
+    def view_lens(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
+        """The view's thin lens as (blur strength in pixels, focus relative to the median depth)."""
+        view = positional_encoding(camera.camera_center.detach().reshape(1, 3), VIEW_FREQUENCIES)
+        log_strength, log_inverse_focus = self(view)[0].unbind()
+        return LENS_INITIAL_BLUR_PIXELS * log_strength.exp(), LENS_INITIAL_FOCUS * (-log_inverse_focus).exp()
+
+    def blur_pixels(self, depths: torch.Tensor, camera: Camera) -> torch.Tensor:
+        """Each Gaussian's defocus blur (standard deviation, pixels) at camera-space depths (N,)."""
+        strength, relative_focus = self.view_lens(camera)
+        median = depths.median()
+        return strength * (median / depths - 1.0 / relative_focus).abs()
+
+    def defocused(self, params: GaussianParams, camera: Camera) -> GaussianParams:
+        """params (with orthonormal rotations) convolved with each Gaussian's defocus blur, their opacities lowered
+        to keep their coverage."""
+        depths = camera_depths(params.means.detach(), camera)
+        blur = (self.blur_pixels(depths, camera) * depths / camera.fx)[:, None]
+        defocused = dataclasses.replace(params, scales=torch.sqrt(params.scales ** 2 + blur ** 2))
+        return dataclasses.replace(defocused, opacities=params.opacities * footprint_ratio(params, defocused, camera))
+
+
 class BlurModel(BlurredRendering):
     """Maps the Gaussians seen from one training camera to the Gaussians that render its blurry photo.
 
@@ -102,13 +139,8 @@ class BlurModel(BlurredRendering):
     where they get no gradient. initial_scale_factor (in [1, max_clamp]) sets the scale head's biases so that its
     factors start there instead, inside the clamp range.
 
-    lens_blur (defocus only) adds a thin lens per training view. A defocused point spreads into a disc whose
-    radius in pixels is aperture * focal * |1/depth - 1/focus|; each Gaussian is convolved with an isotropic
-    Gaussian of that size, i.e. its variance grows by blur^2 along every axis (rotations are then normalised, so
-    that this growth stays isotropic). A small network maps the encoded camera centre to the view's aperture and
-    focus. The convolution keeps each Gaussian's coverage: its opacity falls as its screen footprint grows, so
-    that the sharp Gaussians must cover the scene as densely as the blurred ones.
-
+    lens_blur (defocus only) adds a ThinLens per training view after the factors; rotations are then normalised,
+    so that the lens's growth of the variance stays isotropic.
     """
 
     def __init__(self, mode: str, num_moments: int = 4, lambda_s: float = 0.01, lambda_p: float = 0.01,
@@ -151,15 +183,7 @@ class BlurModel(BlurredRendering):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 initialise_linear(module)
-        self.lens_network: nn.Sequential | None = None
-        if self.lens_blur:
-            lens_input = nn.Linear(encoded_size(3, VIEW_FREQUENCIES), HIDDEN_WIDTH)
-            lens_output = nn.Linear(HIDDEN_WIDTH, 2)
-            self.lens_network = nn.Sequential(lens_input, nn.ReLU(), lens_output)
-            # Outputs are log blur strength and log relative inverse focus, both 0 at the start: every view starts
-            # with the same lens.
-            nn.init.zeros_(lens_output.weight)
-            nn.init.zeros_(lens_output.bias)
+        self.lens_network = ThinLens() if self.lens_blur else None
         if self.initial_scale_factor is not None:
             nn.init.constant_(self.scale_head.bias, (self.initial_scale_factor - 1.0 + self.lambda_s) / self.lambda_s)
 
@@ -212,7 +236,7 @@ class BlurModel(BlurredRendering):
                                                         camera.camera_center)
         if self.mode == "defocus":
             blurred = self.transformed(params, scale_factors[:, 0], rotation_factors[:, 0])
-            return [self.lens_blurred(blurred, camera) if self.lens_blur else blurred]
+            return [blurred if self.lens_network is None else self.lens_network.defocused(blurred, camera)]
         assert offsets is not None  # motion blur has a position head
         # The unshifted moment uses the last slot of factors, the shifted moment i slot i.
         last = self.num_moments
@@ -222,27 +246,6 @@ class BlurModel(BlurredRendering):
             for i in range(self.num_moments)
         ]
         return moments
-
-    def lens_parameters(self, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
-        """The view's thin lens as (blur strength in pixels, focus relative to the median depth)."""
-        if self.lens_network is None:
-            raise ValueError("a blur model without lens_blur has no lens")
-        view = positional_encoding(camera.camera_center.detach().reshape(1, 3), VIEW_FREQUENCIES)
-        log_strength, log_inverse_focus = self.lens_network(view)[0].unbind()
-        return LENS_INITIAL_BLUR_PIXELS * log_strength.exp(), LENS_INITIAL_FOCUS * (-log_inverse_focus).exp()
-
-    def lens_blur_pixels(self, depths: torch.Tensor, camera: Camera) -> torch.Tensor:
-        """Each Gaussian's defocus blur (standard deviation, pixels) at camera-space depths (N,)."""
-        strength, relative_focus = self.lens_parameters(camera)
-        median = depths.median()
-        return strength * (median / depths - 1.0 / relative_focus).abs()
-
-    def lens_blurred(self, params: GaussianParams, camera: Camera) -> GaussianParams:
-        """params convolved with each Gaussian's defocus blur, their opacities lowered to keep their coverage."""
-        depths = camera_depths(params.means.detach(), camera)
-        blur = (self.lens_blur_pixels(depths, camera) * depths / camera.fx)[:, None]
-        defocused = dataclasses.replace(params, scales=torch.sqrt(params.scales ** 2 + blur ** 2))
-        return dataclasses.replace(defocused, opacities=params.opacities * footprint_ratio(params, defocused, camera))
 
     def transformed(self, params: GaussianParams, scale_factors: torch.Tensor, rotation_factors: torch.Tensor,
                     offsets: torch.Tensor | None = None) -> GaussianParams:

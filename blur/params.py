@@ -32,8 +32,9 @@ class BlurParams(ParamGroup):
         Option("normalize_rotations", False,
                "renormalise each quaternion after the MLP's factors (the official code does not)"),
         Option("lens_blur", False,
-               "defocus: also blur each Gaussian by a thin lens learned per training view (aperture and focus), "
-               "keeping its coverage; implies --normalize_rotations. Set by --blur_model camera"),
+               "blur each Gaussian by a thin lens learned per training view (aperture and focus), keeping its "
+               "coverage. defocus: implies --normalize_rotations; motion: needs --camera_shake, and defocuses every "
+               "render along the path. Set by --blur_model camera"),
         Option("camera_shake", False,
                "motion: learn each training photo's blur as the camera's own smooth rigid path through the exposure "
                "(num_moments + 1 renders along it) instead of the per-Gaussian MLP. Set by --blur_model camera"),
@@ -70,7 +71,8 @@ class BlurParams(ParamGroup):
              args.initial_scale_factor is None or 1.0 <= args.initial_scale_factor <= args.max_clamp,
              "must be in [1, --max_clamp]"),
             ("blur_lr", args.blur_lr > 0.0, "must be positive"),
-            ("lens_blur", not args.lens_blur or args.blur == "defocus", "needs --blur defocus"),
+            ("lens_blur", not args.lens_blur or args.blur == "defocus" or args.camera_shake,
+             "needs --blur defocus, or --blur motion with --camera_shake"),
             ("camera_shake", not args.camera_shake or args.blur == "motion", "needs --blur motion"),
             ("linear_exposure", not args.linear_exposure or args.camera_shake, "needs --camera_shake"),
             ("path_anchor", args.path_anchor == "mid" or args.camera_shake, "needs --camera_shake"),

@@ -122,6 +122,29 @@ def covariances(params):
     return scaled @ scaled.transpose(1, 2)
 
 
+def assert_lens_convolved(blurred, sharp, camera, blur_pixels, relative_focus):
+    """blurred is sharp convolved with the defocus of a thin lens set by set_lens(blur_pixels, relative_focus) at
+    sharp's depths from camera, its opacities lowered to keep each Gaussian's coverage. Returns the blur in world
+    units (N,)."""
+    depths = sharp.means @ camera.world_to_camera[2, :3] + camera.world_to_camera[2, 3]
+    median = depths.median()
+    blur = blur_pixels * median * (1.0 / depths - 1.0 / (relative_focus * median)).abs() * depths / camera.fx
+    # Convolving with an isotropic Gaussian adds its variance along every direction.
+    torch.testing.assert_close(covariances(blurred), covariances(sharp) + blur[:, None, None] ** 2 * torch.eye(3),
+                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(blurred.rotations, sharp.rotations)
+    assert torch.equal(blurred.means, sharp.means) and blurred.sh_coeffs is sharp.sh_coeffs
+    # Opacity times the footprint's area (sqrt of the screen covariance's determinant) is kept by the lens.
+    view = raster_camera(camera)
+    _, _, sharp_covariances, _ = project_gaussians(sharp.means, sharp.scales, sharp.rotations, view, True)
+    _, _, blurred_covariances, _ = project_gaussians(blurred.means, blurred.scales, blurred.rotations, view, True)
+    torch.testing.assert_close(blurred.opacities[:, 0] * torch.linalg.det(blurred_covariances).sqrt(),
+                               sharp.opacities[:, 0] * torch.linalg.det(sharp_covariances).sqrt(),
+                               rtol=1e-4, atol=0)
+    assert torch.all(blurred.opacities <= sharp.opacities * (1 + 1e-6))
+    return blur
+
+
 def test_lens_blur_convolves_each_gaussian_with_its_defocus_and_keeps_its_coverage():
     params = random_params(2000)
     camera = tiny_camera()
@@ -133,27 +156,8 @@ def test_lens_blur_convolves_each_gaussian_with_its_defocus_and_keeps_its_covera
     # The MLP's own factors, without the lens.
     scale_factors, rotation_factors, _ = model(params.means, params.scales, params.rotations, camera.camera_center)
     factored = model.transformed(params, scale_factors[:, 0], rotation_factors[:, 0])
-
-    depths = params.means @ camera.world_to_camera[2, :3] + camera.world_to_camera[2, 3]
-    median = depths.median()
-    focus = 0.8 * median
-    blur_pixels = 10.0 * median * (1.0 / depths - 1.0 / focus).abs()
-    blur = blur_pixels * depths / camera.fx
-    # Convolving with an isotropic Gaussian adds its variance along every direction.
-    torch.testing.assert_close(covariances(blurred), covariances(factored) + blur[:, None, None] ** 2 * torch.eye(3),
-                               rtol=1e-4, atol=1e-6)
+    blur = assert_lens_convolved(blurred, factored, camera, blur_pixels=10.0, relative_focus=0.8)
     assert blur.max() > params.scales.max()
-    torch.testing.assert_close(blurred.rotations, factored.rotations)
-    assert torch.equal(blurred.means, params.means) and blurred.sh_coeffs is params.sh_coeffs
-
-    # Opacity times the footprint's area (sqrt of the screen covariance's determinant) is kept by the lens.
-    view = raster_camera(camera)
-    _, _, factored_covariances, _ = project_gaussians(factored.means, factored.scales, factored.rotations, view, True)
-    _, _, blurred_covariances, _ = project_gaussians(blurred.means, blurred.scales, blurred.rotations, view, True)
-    torch.testing.assert_close(blurred.opacities[:, 0] * torch.linalg.det(blurred_covariances).sqrt(),
-                               params.opacities[:, 0] * torch.linalg.det(factored_covariances).sqrt(),
-                               rtol=1e-4, atol=0)
-    assert torch.all(blurred.opacities <= params.opacities * (1 + 1e-6))
     assert torch.any(blurred.opacities < 0.5 * params.opacities)
 
 
@@ -434,6 +438,33 @@ def test_a_mean_anchored_path_averages_to_the_given_pose():
         CameraShake(path_anchor="start")
 
 
+def test_camera_shake_with_a_lens_defocuses_each_render_where_the_path_puts_it():
+    params = random_params(2000)
+    camera = tiny_camera()
+    model = CameraShake(num_moments=4, lens_blur=True)
+    randomise_weights(model.path_network, 1.0)
+    set_lens(model, blur_pixels=10.0, relative_focus=0.8)
+    still = CameraShake(num_moments=4)
+    still.path_network.load_state_dict(model.path_network.state_dict())
+    lensed, moved = model.blurred_params(params, camera), still.blurred_params(params, camera)
+    assert len(lensed) == 5
+    for defocused, sharp in zip(lensed, moved):
+        # The lens blurs each render by the depths of the moved Gaussians, as the moved camera sees them.
+        assert_lens_convolved(defocused, sharp, camera, blur_pixels=10.0, relative_focus=0.8)
+    assert (moved[0].means - moved[4].means).abs().max() > 1e-3
+
+    # The path and the lens both learn from the render loss; saved and loaded, the model blurs the same.
+    image, _ = render_training_view(camera, params, model, torch.zeros(3), "cpu")
+    image.sum().backward()
+    assert model.lens_network[-1].bias.grad.abs().min() > 0
+    assert model.path_network[-1].weight.grad.abs().max() > 0
+    loaded = blur_model_from_state(blur_model_state(model), "cpu", "memory")
+    assert isinstance(loaded, CameraShake) and loaded.lens_blur
+    for loaded_moment, moment in zip(loaded.blurred_params(params, camera), lensed):
+        torch.testing.assert_close(loaded_moment.scales, moment.scales, rtol=0, atol=0)
+    assert not CameraShake(num_moments=4).lens_blur
+
+
 def test_camera_shake_learns_the_blur_of_a_known_path():
     torch.manual_seed(0)
     params = random_params(300)
@@ -695,7 +726,7 @@ def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_pat
         shake = created_blur_model(source + choice)
         assert type(shake) is CameraShake
         assert shake.hyperparameters == {"num_moments": 4, "camera_shake": True, "linear_exposure": False,
-                                         "path_anchor": "mid"}
+                                         "path_anchor": "mid", "lens_blur": False}
 
     # The presets' own values stay, and options typed on the command line win over the model's.
     motion = parsed(source + ["--config", "synthetic_motion", "--min_contribution", "0"])
@@ -790,8 +821,8 @@ def test_unknown_preset_and_bad_blur_options(tmp_path, capsys):
     expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--max_clamp", "nan"], capsys, "--max_clamp")
     expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--depth_prune_range", "0.5"], capsys,
                        "--depth_prune_range")
-    expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--lens_blur"], capsys,
-                       "--lens_blur needs --blur defocus")
+    expect_parse_error(["-s", str(tmp_path), "--blur", "motion", "--blur_model", "official", "--lens_blur"], capsys,
+                       "--lens_blur needs --blur defocus, or --blur motion with --camera_shake")
     expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--camera_shake"], capsys,
                        "--camera_shake needs --blur motion")
     expect_parse_error(["-s", str(tmp_path), "--blur", "defocus", "--linear_exposure"], capsys,

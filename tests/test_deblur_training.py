@@ -103,7 +103,7 @@ def test_lens_blur_learns_each_photo_s_focus_and_deblurs_more(tiny_defocus_scene
     with torch.no_grad():
         means = gaussians.render_params().means
         for camera in scene.train_cameras:
-            _, relative_focus = blur_model.lens_parameters(camera)
+            _, relative_focus = blur_model.lens_network.view_lens(camera)
             learned.append(float(relative_focus * camera_depths(means, camera).median()))
             rendered.append(true_focus[camera.image_name])
     print("learned focus", np.round(learned, 2), "rendered focus", np.round(rendered, 2))

@@ -25,7 +25,8 @@ def create_blur_model(blur_args: Namespace, device: torch.device) -> tuple[AnyBl
         return None, None
     blur_model: AnyBlurModel
     if blur_args.camera_shake:
-        blur_model = CameraShake(blur_args.num_moments, blur_args.linear_exposure, blur_args.path_anchor)
+        blur_model = CameraShake(blur_args.num_moments, blur_args.linear_exposure, blur_args.path_anchor,
+                                 blur_args.lens_blur)
     else:
         blur_model = BlurModel(
             blur_args.blur,
