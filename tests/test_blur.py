@@ -734,6 +734,8 @@ def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_pat
     defocus = parsed(source + ["--blur", "defocus", "--knn_iteration", "2500", "--lens_blur"])
     assert (defocus.lens_blur, defocus.knn_iteration) == (True, 2500)
     assert parsed(source + ["--blur", "motion", "--camera_shake", "--num_moments", "2"]).camera_shake
+    shaken_and_defocused = created_blur_model(source + ["--blur", "motion", "--lens_blur"])
+    assert type(shaken_and_defocused) is CameraShake and shaken_and_defocused.lens_network is not None
     assert parsed(source + ["--config", "synthetic_defocus", "--blur", "none"]).min_contribution == 0.0
 
 

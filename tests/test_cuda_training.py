@@ -125,8 +125,16 @@ def lens():
     return model
 
 
-@pytest.mark.parametrize("make_blur_model, network", [(shaken, "path_network"), (lens, "lens_network")],
-                         ids=["camera_shake", "lens_blur"])
+def shaken_through_a_lens():
+    model = CameraShake(num_moments=4, lens_blur=True)
+    randomise_weights(model.path_network, 1.0)
+    set_lens(model, blur_pixels=5.0, relative_focus=0.8)
+    return model
+
+
+@pytest.mark.parametrize("make_blur_model, network",
+                         [(shaken, "path_network"), (lens, "lens_network"), (shaken_through_a_lens, "lens_network")],
+                         ids=["camera_shake", "lens_blur", "camera_shake_lens_blur"])
 def test_a_blurred_training_view_and_its_gradients_agree_on_both_devices(make_blur_model, network):
     torch.manual_seed(0)
     cpu_model = make_blur_model()
