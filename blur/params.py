@@ -16,8 +16,9 @@ class BlurParams(ParamGroup):
         Option("blur", "none", "blur model used during training", choices=BLUR_CHOICES),
         Option("blur_model", "camera",
                "camera (the default): the camera's own blur, a thin lens per training photo for defocus (as "
-               "--lens_blur --knn_iteration 0) and the camera's rigid path through the exposure for motion (as "
-               "--camera_shake --min_contribution 1); official: the paper's per-Gaussian MLP and KNN augmentation, "
+               "--lens_blur --knn_iteration 0) and the camera's rigid path through the exposure for motion, each "
+               "render through the photo's thin lens, averaged in linear light (as --camera_shake --lens_blur "
+               "--linear_exposure --min_contribution 1); official: the paper's per-Gaussian MLP and KNN augmentation, "
                "as the official code trains them. Options typed on the command line or set by --config override "
                "these",
                choices=BLUR_MODELS),

@@ -25,13 +25,14 @@ DEBLUR_TRAINING_DEFAULTS = {
 # What --blur_model sets for each blur type, above DEBLUR_TRAINING_DEFAULTS and below a preset and the command
 # line. "camera" models the camera's own blur and is the default: a thin lens per photo for defocus, without the
 # KNN augmentation (its reset of every Gaussian leaves them larger in a short schedule, which costs PSNR and render
-# speed), and the camera's rigid path for motion, pruned of what the training views barely see (as fast as vanilla
-# for 0.01-0.03 dB). Both deblurred best in bench/deblur.py (README, "Deblurring settings"). "official" is the
-# paper's per-Gaussian MLP with the official code's defaults.
+# speed), and the camera's rigid path for motion, each render through a thin lens of the photo's own and averaged in
+# linear light, pruned of what the training views barely see (as fast as vanilla for 0.01-0.03 dB). Both deblurred
+# best in bench/deblur.py (README, "Deblurring settings"). "official" is the paper's per-Gaussian MLP with the
+# official code's defaults.
 BLUR_MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "camera": {
         "defocus": {"lens_blur": True, "knn_iteration": 0},
-        "motion": {"camera_shake": True, "min_contribution": 1.0},
+        "motion": {"camera_shake": True, "lens_blur": True, "linear_exposure": True, "min_contribution": 1.0},
     },
     "official": {"defocus": {}, "motion": {}},
 }

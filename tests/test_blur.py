@@ -722,11 +722,11 @@ def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_pat
     for choice in (["--blur", "motion"], ["--config", "synthetic_motion"], ["--config", "real_motion"]):
         args = parsed(source + choice)
         assert (args.blur, args.blur_model, args.camera_shake, args.min_contribution) == ("motion", "camera", True, 1.0)
-        assert not args.lens_blur and args.knn_iteration == 2500
+        assert args.lens_blur and args.linear_exposure and args.knn_iteration == 2500
         shake = created_blur_model(source + choice)
         assert type(shake) is CameraShake
-        assert shake.hyperparameters == {"num_moments": 4, "camera_shake": True, "linear_exposure": False,
-                                         "path_anchor": "mid", "lens_blur": False}
+        assert shake.hyperparameters == {"num_moments": 4, "camera_shake": True, "linear_exposure": True,
+                                         "path_anchor": "mid", "lens_blur": True}
 
     # The presets' own values stay, and options typed on the command line win over the model's.
     motion = parsed(source + ["--config", "synthetic_motion", "--min_contribution", "0"])
@@ -734,8 +734,8 @@ def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_pat
     defocus = parsed(source + ["--blur", "defocus", "--knn_iteration", "2500", "--lens_blur"])
     assert (defocus.lens_blur, defocus.knn_iteration) == (True, 2500)
     assert parsed(source + ["--blur", "motion", "--camera_shake", "--num_moments", "2"]).camera_shake
-    shaken_and_defocused = created_blur_model(source + ["--blur", "motion", "--lens_blur"])
-    assert type(shaken_and_defocused) is CameraShake and shaken_and_defocused.lens_network is not None
+    lensless = created_blur_model(source + ["--blur_model", "official", "--blur", "motion", "--camera_shake"])
+    assert type(lensless) is CameraShake and lensless.lens_network is None and not lensless.linear_exposure
     assert parsed(source + ["--config", "synthetic_defocus", "--blur", "none"]).min_contribution == 0.0
 
 

@@ -129,7 +129,8 @@ def test_the_rows_train_the_default_and_the_official_blur_models(tmp_path):
     lens = options(deblur.DEBLURRING, "defocus")
     assert (lens.blur_model, lens.lens_blur, lens.knn_iteration, lens.iterations) == ("camera", True, 0, 3000)
     shake = options(deblur.DEBLURRING, "motion")
-    assert (shake.camera_shake, shake.min_contribution, shake.knn_iteration) == (True, 1.0, 375)
+    assert (shake.camera_shake, shake.lens_blur, shake.linear_exposure) == (True, True, True)
+    assert (shake.min_contribution, shake.knn_iteration) == (1.0, 375)
     for blur in ("defocus", "motion"):
         official = options(deblur.OFFICIAL, blur)
         assert (official.blur, official.blur_model, official.lens_blur, official.camera_shake) == (
