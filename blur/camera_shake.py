@@ -103,8 +103,11 @@ class CameraShake(BlurredRendering):
         nn.init.normal_(path_output.weight, std=INITIAL_PATH_SCALE)
         nn.init.zeros_(path_output.bias)
         self.register_buffer("times", exposure_times(num_moments + 1), persistent=False)
-        self.lens_blur = bool(lens_blur)
-        self.lens_network = ThinLens() if self.lens_blur else None
+        self.lens_network = ThinLens() if lens_blur else None
+
+    @property
+    def lens_blur(self) -> bool:
+        return self.lens_network is not None
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
