@@ -5,7 +5,7 @@ from argparse import Namespace
 from arguments import Option, ParamGroup
 from blur.augmentation import COLOR_WEIGHTINGS
 from blur.camera_shake import PATH_ANCHORS
-from blur.presets import BLUR_MODELS
+from blur.presets import BLUR_MODEL_DEFAULTS, BLUR_MODELS, as_flags
 
 BLUR_CHOICES = ("none", "defocus", "motion")
 
@@ -16,11 +16,11 @@ class BlurParams(ParamGroup):
         Option("blur", "none", "blur model used during training", choices=BLUR_CHOICES),
         Option("blur_model", "camera",
                "camera (the default): the camera's own blur, a thin lens per training photo for defocus (as "
-               "--lens_blur --knn_iteration 0) and the camera's rigid path through the exposure for motion, each "
-               "render through the photo's thin lens, averaged in linear light (as --camera_shake --lens_blur "
-               "--linear_exposure --min_contribution 1); official: the paper's per-Gaussian MLP and KNN augmentation, "
-               "as the official code trains them. Options typed on the command line or set by --config override "
-               "these",
+               f"{as_flags(BLUR_MODEL_DEFAULTS['camera']['defocus'])}) and the camera's rigid path through the "
+               "exposure for motion, each render through the photo's thin lens, averaged in linear light (as "
+               f"{as_flags(BLUR_MODEL_DEFAULTS['camera']['motion'])}); official: the paper's per-Gaussian MLP and "
+               "KNN augmentation, as the official code trains them. Options typed on the command line or set by "
+               "--config override these",
                choices=BLUR_MODELS),
         Option("num_moments", 4, "motion: renders along the camera motion besides the unshifted one (M)"),
         Option("lambda_s", 0.01, "weight of the MLP's outputs in the scale and rotation factors"),

@@ -97,6 +97,12 @@ def blur_model_defaults(blur: str, blur_model: str) -> dict[str, Any]:
     return dict(BLUR_MODEL_DEFAULTS[blur_model][blur])
 
 
+def as_flags(options: Mapping[str, Any]) -> str:
+    """options as they would be typed on the command line, e.g. "--lens_blur --knn_iteration 0"."""
+    return " ".join(f"--{name}" if value is True else f"--{name} {value:g}" if isinstance(value, float)
+                    else f"--{name} {value}" for name, value in options.items())
+
+
 def scaled_schedule(iterations: int, schedule: Mapping[str, int] | None = None,
                     schedule_iterations: int = OFFICIAL_ITERATIONS) -> dict[str, int]:
     """A schedule of options counted in iterations, written for a run of schedule_iterations, compressed to

@@ -36,6 +36,7 @@ from blur import (
 from blur.augmentation import augmentation_count, robust_bounds
 from blur.camera_shake import exposure_times, rigidly_moved, rotation_quaternion
 from blur.model import input_size
+from blur.presets import BLUR_MODEL_DEFAULTS, as_flags
 from blur_helpers import SHORT_SCHEDULE, random_params, randomise_weights, set_lens, tiny_camera
 from gaussian_rasterizer import project_gaussians, rasterize_gaussians
 from gaussian_renderer import raster_camera, render, render_moments
@@ -706,6 +707,15 @@ def test_preset_layers_and_command_line_overrides(tmp_path):
 def created_blur_model(argv):
     blur_args = train.options_from_command_line(argv).blur
     return create_blur_model(blur_args, torch.device("cpu"))[0]
+
+
+def test_the_blur_models_defaults_are_written_as_they_are_typed(tmp_path):
+    assert as_flags({"lens_blur": True, "knn_iteration": 0, "min_contribution": 1.0, "lambda_p": 0.03}) == (
+        "--lens_blur --knn_iteration 0 --min_contribution 1 --lambda_p 0.03")
+    motion = as_flags(BLUR_MODEL_DEFAULTS["camera"]["motion"])
+    assert motion == "--camera_shake --lens_blur --linear_exposure --min_contribution 1"
+    args = parsed(["-s", str(tmp_path), "--blur", "motion", "--blur_model", "official", *motion.split()])
+    assert (args.camera_shake, args.lens_blur, args.linear_exposure, args.min_contribution) == (True, True, True, 1.0)
 
 
 def test_blur_defocus_and_motion_train_the_camera_blur_models_by_default(tmp_path):
